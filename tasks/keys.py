@@ -1,0 +1,237 @@
+"""Content keys, the hash cache and the run cache.
+
+A stage's key is sha256 over: the stage name, the source of the code it runs,
+its typed parameters (canonical JSON) and the content digests of its inputs.
+File digests go through a SQLite cache keyed on (dev, inode, size, mtime_ns),
+so a no-op run reads no file contents.  Outputs live in a directory named by the
+key with a completion marker written last; an earlier parameter set whose
+directory is complete is found again and nothing runs.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tasks import paths
+
+COMPLETE = ".complete.json"
+_CHUNK = 1 << 20
+_SKIP_DIRS = {"__pycache__", ".pytest_cache", ".git"}
+
+
+class HashCache:
+    """sha256 of files, remembered per (dev, inode, size, mtime_ns)."""
+
+    def __init__(self, db_path: Path):
+        self.db_path = Path(db_path)
+        self._local = threading.local()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, dev INTEGER,"
+                " ino INTEGER, size INTEGER, mtime_ns INTEGER, sha256 TEXT)"
+            )
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def digest(self, path) -> str:
+        path = os.path.abspath(path)
+        st = os.stat(path)
+        stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        conn = self._conn()
+        row = conn.execute(
+            "SELECT dev, ino, size, mtime_ns, sha256 FROM files WHERE path=?", (path,)
+        ).fetchone()
+        if row and tuple(row[:4]) == stamp:
+            return row[4]
+        self.hashed.append(path)
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+        digest = h.hexdigest()
+        conn.execute(
+            "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)", (path, *stamp, digest)
+        )
+        return digest
+
+    # paths whose contents were actually read by this process (tests and benchmarks look)
+    hashed: list = []
+
+
+_CACHE: HashCache | None = None
+
+
+def hash_cache() -> HashCache:
+    global _CACHE
+    if _CACHE is None or _CACHE.db_path != paths.BUILD / "hashcache.sqlite":
+        _CACHE = HashCache(paths.BUILD / "hashcache.sqlite")
+    return _CACHE
+
+
+def file_digest(path) -> str:
+    """sha256 of one file's content, through the hash cache."""
+    return hash_cache().digest(path)
+
+
+def _walk(root: Path):
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+        for name in sorted(filenames):
+            if name.endswith((".pyc", ".pyo")):
+                continue
+            yield Path(dirpath) / name
+
+
+def tree_digest(path, base=None) -> str:
+    """sha256 over (relative path, content digest) of every file under path."""
+    path = Path(path)
+    if path.is_file():
+        return file_digest(path)
+    if not path.exists():
+        raise FileNotFoundError(path)
+    base = Path(base) if base else path
+    h = hashlib.sha256()
+    for f in _walk(path):
+        h.update(f"{f.relative_to(base).as_posix()}\0{file_digest(f)}\n".encode())
+    return h.hexdigest()
+
+
+def code_digest(*sources) -> str:
+    """Digest of the source a stage runs: files or directories, relative to the repo root."""
+    h = hashlib.sha256()
+    for src in sorted(set(map(str, sources))):
+        p = Path(src)
+        p = p if p.is_absolute() else paths.ROOT / p
+        files = [p] if p.is_file() else list(_walk(p))
+        if not files:
+            raise FileNotFoundError(f"code source {src} has no files")
+        for f in files:
+            rel = f.relative_to(paths.ROOT).as_posix() if f.is_relative_to(paths.ROOT) else str(f)
+            h.update(f"{rel}\0{file_digest(f)}\n".encode())
+    return h.hexdigest()
+
+
+def canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class Key:
+    stage: str
+    code: dict = field(default_factory=dict)      # source path -> digest
+    params: dict = field(default_factory=dict)    # name -> typed value
+    inputs: dict = field(default_factory=dict)    # input name -> digest
+
+    @property
+    def parts(self) -> dict:
+        return {"stage": self.stage, "code": self.code, "params": self.params,
+                "inputs": self.inputs}
+
+    @property
+    def hex(self) -> str:
+        return hashlib.sha256(canonical(self.parts).encode()).hexdigest()
+
+    @property
+    def short(self) -> str:
+        return self.hex[:12]
+
+
+def make_key(stage: str, code=(), params=None, inputs=None) -> Key:
+    """The key of one stage run.  `code` lists files/dirs (repo-relative) the stage runs."""
+    return Key(
+        stage=stage,
+        code={str(c): code_digest(c) for c in code},
+        params=json.loads(canonical(params or {})),
+        inputs=dict(sorted((inputs or {}).items())),
+    )
+
+
+def run_dir(stage: str, name: str, key: Key) -> Path:
+    return paths.BUILD / stage / name / key.short
+
+
+def read_marker(outdir) -> dict | None:
+    try:
+        return json.loads((Path(outdir) / COMPLETE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_complete(outdir, key: Key | None = None) -> bool:
+    marker = read_marker(outdir)
+    if marker is None:
+        return False
+    return key is None or marker.get("key") == key.hex
+
+
+def mark_complete(outdir, key: Key, extra: dict | None = None) -> None:
+    """Write the completion marker; it is the last file written into outdir."""
+    outdir = Path(outdir)
+    body = {"key": key.hex, "parts": key.parts, **(extra or {})}
+    tmp = outdir / f".{COMPLETE}.tmp"
+    tmp.write_text(json.dumps(body, indent=1, sort_keys=True, default=str))
+    os.replace(tmp, outdir / COMPLETE)
+
+
+def key_uptodate(key: Key, outdir):
+    """A doit `uptodate` entry: up to date when outdir holds a finished run of this key."""
+    outdir = Path(outdir)
+
+    def check(task, values):
+        return is_complete(outdir, key)
+
+    check.__name__ = f"key:{key.short}"
+    return check
+
+
+@contextlib.contextmanager
+def atomic_dir(final):
+    """Yield a temporary directory beside `final`; rename it into place on success."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+def stale_reasons(key: Key, previous: dict | None) -> list[str]:
+    """Human lines saying how `key` differs from the parts of an earlier finished run."""
+    if previous is None:
+        return ["never completed"]
+    old = previous.get("parts", previous)
+    reasons = []
+    for section in ("code", "params", "inputs"):
+        new_s, old_s = key.parts[section], old.get(section, {})
+        for name in sorted(set(new_s) | set(old_s)):
+            if name not in old_s:
+                reasons.append(f"{section} {name}: added")
+            elif name not in new_s:
+                reasons.append(f"{section} {name}: removed")
+            elif new_s[name] != old_s[name]:
+                if section == "params":
+                    reasons.append(f"param {name}: {old_s[name]!r} -> {new_s[name]!r}")
+                else:
+                    reasons.append(f"{section} {name}: content changed")
+    return reasons or ["nothing differs (the output directory is missing or incomplete)"]
