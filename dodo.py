@@ -4,8 +4,9 @@ Loading stays light: no tensorflow, docker or PIL import happens here.
 """
 import sys
 
-from tasks import lock, paths, params
+from tasks import lock, paths
 from tasks.engine import *  # noqa: F401,F403
+from tasks.wheel import *  # noqa: F401,F403
 
 DOIT_CONFIG = {
     "backend": "sqlite3",
@@ -14,6 +15,4 @@ DOIT_CONFIG = {
     "verbosity": 2,
 }
 
-params.check_cmdline()
-if lock.wants_lock(sys.argv):
-    lock.hold_run_lock()
+lock.prepare(sys.argv)

@@ -34,3 +34,14 @@ def hold_run_lock() -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _held = fd
+
+
+def prepare(argv) -> None:
+    """What every dodo file does after declaring its tasks: check the variables, make the build
+    directory, and take the run lock for commands that run tasks."""
+    from tasks import params
+
+    params.check_cmdline()
+    paths.BUILD.mkdir(parents=True, exist_ok=True)
+    if wants_lock(argv):
+        hold_run_lock()

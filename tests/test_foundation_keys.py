@@ -1,0 +1,100 @@
+"""Content keys, the hash cache, the run cache and typed variables."""
+import os
+from pathlib import Path
+
+import pytest
+
+from tasks import keys, params
+from tasks.errors import UserError
+
+
+def test_key_changes_with_code_params_inputs_and_not_otherwise(build_dir, tmp_path):
+    code = tmp_path / "stage.py"
+    code.write_text("def f(): return 1\n")
+    base = keys.make_key("s", code=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d1"})
+    same = keys.make_key("s", code=[code], params={"b": [1, 2], "a": 1}, inputs={"x": "d1"})
+    assert base.hex == same.hex
+    assert keys.make_key("s", code=[code], params={"a": 2, "b": [1, 2]}, inputs={"x": "d1"}).hex != base.hex
+    assert keys.make_key("s", code=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d2"}).hex != base.hex
+    assert keys.make_key("t", code=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d1"}).hex != base.hex
+    os.utime(code, ns=(1, 1))  # touching without a content change keeps the key
+    assert keys.make_key("s", code=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d1"}).hex == base.hex
+    code.write_text("def f(): return 2\n")
+    assert keys.make_key("s", code=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d1"}).hex != base.hex
+
+
+def test_hash_cache_reads_a_file_once_and_again_after_change(build_dir, tmp_path):
+    f = tmp_path / "big.bin"
+    f.write_bytes(b"a" * 1000)
+    keys.HashCache.hashed.clear()
+    d1 = keys.file_digest(f)
+    d2 = keys.file_digest(f)
+    assert d1 == d2 and keys.HashCache.hashed.count(str(f)) == 1
+    st = f.stat()
+    f.write_bytes(b"b" * 1000)  # same size; the mtime moves
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 10))
+    assert keys.file_digest(f) != d1
+    assert keys.HashCache.hashed.count(str(f)) == 2
+    # the cache lives in SQLite, so a fresh cache object (a new process) reads nothing
+    keys._CACHE = None
+    keys.HashCache.hashed.clear()
+    keys.file_digest(f)
+    assert keys.HashCache.hashed == []
+
+
+def test_tree_digest_sees_renames_and_content(build_dir, tmp_path):
+    d = tmp_path / "tree"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub" / "a.txt").write_text("x")
+    first = keys.tree_digest(d)
+    (d / "sub" / "a.txt").rename(d / "sub" / "b.txt")
+    assert keys.tree_digest(d) != first
+
+
+def test_atomic_dir_leaves_nothing_on_failure(tmp_path):
+    final = tmp_path / "out" / "k"
+    with pytest.raises(RuntimeError):
+        with keys.atomic_dir(final) as tmp:
+            (tmp / "half").write_text("partial")
+            raise RuntimeError("boom")
+    assert not final.exists()
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_run_cache_marker(build_dir):
+    key = keys.make_key("s", params={"a": 1})
+    out = keys.run_dir("s", "n", key)
+    assert out == build_dir / "s" / "n" / key.short
+    with keys.atomic_dir(out) as tmp:
+        keys.mark_complete(tmp, key, {"note": 1})
+    assert keys.is_complete(out, key)
+    assert not keys.is_complete(out, keys.make_key("s", params={"a": 2}))
+    assert keys.key_uptodate(key, out)(None, {}) is True
+
+
+def test_stale_reasons_name_what_changed():
+    old = keys.make_key("s", params={"lr": 0.1, "steps": 5}, inputs={"data": "d1"})
+    new = keys.make_key("s", params={"lr": 0.01, "steps": 5}, inputs={"data": "d2"})
+    reasons = keys.stale_reasons(new, {"parts": old.parts})
+    assert "param lr: 0.1 -> 0.01" in reasons
+    assert "inputs data: content changed" in reasons
+    assert not any("steps" in r for r in reasons)
+
+
+def test_typed_var_parsing_and_errors(monkeypatch):
+    from doit import doit_cmd
+
+    v = params.Var("zz_steps", int, 10, "steps to run")
+    c = params.Var("zz_opt", str, "sgd", "optimizer", choices=("sgd", "adam"))
+    monkeypatch.setattr(doit_cmd, "_CMDLINE_VARS", {})
+    assert v.get() == 10 and c.get() == "sgd"
+    monkeypatch.setattr(doit_cmd, "_CMDLINE_VARS", {"zz_steps": "25", "zz_opt": "adam"})
+    assert v.get() == 25 and c.get() == "adam"
+    monkeypatch.setattr(doit_cmd, "_CMDLINE_VARS", {"zz_steps": "many"})
+    with pytest.raises(UserError, match="zz_steps='many': expected an integer"):
+        v.get()
+    monkeypatch.setattr(doit_cmd, "_CMDLINE_VARS", {"zz_opt": "lbfgs"})
+    with pytest.raises(UserError, match="expected one of sgd, adam"):
+        c.get()
+    with pytest.raises(TypeError):
+        params.Var("zz_steps", str, "x", "same name, other type")
