@@ -1,0 +1,89 @@
+"""The catalog: `index.json` and a `MODELS.md` table, regenerated from the store's manifests.
+
+Deterministic: the same manifests always give byte-identical files (sorted keys and
+rows, no clocks), so regenerating a catalog is a no-op when nothing was published.
+"""
+from __future__ import annotations
+
+import json
+
+from artifacts import semver, store as st
+
+COLUMNS = ("model", "version", "arch", "precision", "format", "top-1", "throughput (img/s)",
+           "size", "sha256")
+
+
+def _rows_for(m: dict) -> list[dict]:
+    """One row per precision the artifact carries."""
+    rows = []
+    bench = m.get("benchmark") or {}
+    for a in m.get("artifacts") or [{"precision": "fp32", "format": "unknown"}]:
+        key = f"{a.get('format')}-{a.get('precision')}"
+        result = bench.get(key) or {}
+        top1 = result.get("top1", (m.get("eval") or {}).get("top1") if a.get("format") == "savedmodel" else None)
+        rows.append({
+            "precision": a.get("precision"),
+            "format": a.get("format"),
+            "top1": top1,
+            "throughput": result.get("throughput_ips"),
+        })
+    return rows
+
+
+def build_index(store: st.Store) -> dict:
+    store.invalidate()
+    out = {"schema": 1, "models": {}}
+    for name in st.models(store):
+        entry = {"versions": {}, "channels": {}}
+        for version in st.versions(store, name) + [c for c in st.CHANNELS if st.archs(store, name, c)]:
+            per_arch = {}
+            for arch in st.archs(store, name, version):
+                m = st.manifest(store, name, version, arch)
+                per_arch[arch] = {
+                    "path": "/".join(st.artifact_dir(name, version, arch)) + "/" + m["tarball"]["file"],
+                    "sha256": m["tarball"]["sha256"],
+                    "size": m["tarball"]["size"],
+                    "signature": m.get("signature"),
+                    "rows": _rows_for(m),
+                }
+            (entry["channels"] if version in st.CHANNELS else entry["versions"])[version] = per_arch
+        if entry["versions"]:
+            entry["latest"] = semver.sort_versions(entry["versions"])[-1]
+        out["models"][name] = entry
+    return out
+
+
+def _human_size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _fmt(x, pattern="{:.3f}") -> str:
+    return "–" if x is None else pattern.format(x)
+
+
+def render_markdown(index: dict) -> str:
+    lines = ["# Models", "", "Generated from the artifact store by `artifacts.catalog`; do not edit.", "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for name, entry in sorted(index["models"].items()):
+        ordered = semver.sort_versions(entry["versions"])[::-1] + sorted(entry.get("channels", {}))
+        for version in ordered:
+            per_arch = entry["versions"].get(version) or entry["channels"][version]
+            for arch, a in sorted(per_arch.items()):
+                for r in a["rows"]:
+                    lines.append("| " + " | ".join([
+                        name, version, arch, str(r["precision"]), str(r["format"]),
+                        _fmt(r["top1"]), _fmt(r["throughput"], "{:.1f}"),
+                        _human_size(a["size"]), f"`{a['sha256'][:16]}`"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def regenerate(store: st.Store) -> dict:
+    """Rewrite index.json and MODELS.md at the store root; returns the index."""
+    index = build_index(store)
+    store.write_bytes(json.dumps(index, indent=1, sort_keys=True).encode() + b"\n", "index.json")
+    store.write_bytes(render_markdown(index).encode(), "MODELS.md")
+    return index
