@@ -391,14 +391,17 @@ def _run_container(client, image: str, p: Plan, src: Path, out: Path, logfile: P
             pass
 
 
-def build(p: Plan, client=None, log=print) -> Path:
-    """Build the plan's wheel unless a finished build of its key exists; select it; return it."""
+def build(p: Plan, client=None, log=print, select_it: bool = True) -> Path:
+    """Build the plan's wheel unless a finished build of its key exists; select it; return it.
+
+    select_it=False (benchmarks) leaves build/wheels/selected.json and the wheelhouse alone."""
     from images import abi
 
     wheel = finished_wheel(p)
     if wheel is not None:
         log(f"{p.recipe.name} for {p.target.name}: cached {wheel.name} ({p.key.short})")
-        select(p, log=log)
+        if select_it:
+            select(p, log=log)
         return wheel
     if client is None:
         from images.engine import client as engine_client
@@ -446,7 +449,8 @@ def build(p: Plan, client=None, log=print) -> Path:
         keys.mark_complete(tmp, p.key, {"wheel": wheel.name})
     wheel = p.outdir / wheel.name
     log(f"built {wheel.name} in {info['seconds']} s")
-    select(p, log=log)
+    if select_it:
+        select(p, log=log)
     return wheel
 
 

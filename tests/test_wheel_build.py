@@ -1,0 +1,177 @@
+"""build_wheel on the real engine: `doit build_wheel` end to end, the run cache, the flags in the
+machine code, the wheel installed and run in tf-compiled-base, ABI and ISA refusals."""
+import json
+import re
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_doit
+
+pytestmark = [pytest.mark.engine]
+
+TF_COMPILED_BASE = "zoobuild:tf-compiled-base"
+RUNTIME_BASE = "python:3.11-slim-bookworm"   # what tf-compiled-base is built FROM
+
+
+@pytest.fixture(scope="module")
+def bdir(tmp_path_factory, docker_client):
+    return tmp_path_factory.mktemp("wheelbuild") / "build"
+
+
+def doit(bdir, *args):
+    res = run_doit(["build_wheel", *args], env={"ZOOBUILD_BUILD_DIR": str(bdir)}, timeout=900)
+    return res.stdout + res.stderr
+
+
+def selected(bdir) -> dict:
+    return json.loads((bdir / "wheels" / "selected.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def wheels(bdir):
+    """doit build_wheel (haswell, the default), again, then target=x86-64, then haswell again."""
+    first = doit(bdir)
+    sel_avx2 = selected(bdir)
+    second = doit(bdir)
+    baseline = doit(bdir, "target=x86-64")
+    sel_base = selected(bdir)
+    back = doit(bdir, "target=haswell")
+    return {"first": first, "second": second, "baseline": baseline, "back": back,
+            "avx2": sel_avx2, "base": sel_base, "final": selected(bdir)}
+
+
+def test_doit_build_wheel_builds_then_builds_nothing(wheels, bdir):
+    assert "building zoobuild-native for target haswell" in wheels["first"]
+    sel = wheels["avx2"]
+    assert Path(sel["wheel"]).name == "zoobuild_native-0.1.0+avx2-cp311-cp311-linux_x86_64.whl"
+    assert Path(sel["wheel"]).is_file() and Path(sel["wheel"]).is_relative_to(bdir / "wheels" / "zoobuild-native")
+    assert (bdir / "wheelhouse" / Path(sel["wheel"]).name).is_file()
+    assert sel["target"] == "haswell" and sel["tags"] == ["cp311-cp311-linux_x86_64"]
+    assert sel["dist"] == "zoobuild-native" and sel["replaces"] is None
+    # second run: doit finds it up to date; no container ran
+    assert "-- build_wheel:zoobuild-native-haswell" in wheels["second"]
+    assert "building" not in wheels["second"]
+    # another target builds; going back finds the finished run (run cache), no container
+    assert "building zoobuild-native for target x86-64" in wheels["baseline"]
+    assert wheels["base"]["label"] == "baseline"
+    assert "building" not in wheels["back"] and "cached zoobuild_native-0.1.0+avx2" in wheels["back"]
+    assert wheels["final"]["key"] == sel["key"]
+
+
+def _disassembly(wheel: str, tmp_path: Path) -> str:
+    with zipfile.ZipFile(wheel) as z:
+        so = [n for n in z.namelist() if n.endswith(".so")]
+        assert len(so) == 1, so
+        z.extract(so[0], tmp_path)
+    return subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(tmp_path / so[0])],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def _mnemonics(asm: str) -> list[str]:
+    out = []
+    for line in asm.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2 and re.match(r"\s*[0-9a-f]+:$", parts[0]):
+            out.append(parts[1].split()[0] if parts[1].split() else "")
+    return out
+
+
+def test_target_flags_reach_the_machine_code(wheels, tmp_path):
+    avx2 = _disassembly(wheels["avx2"]["wheel"], tmp_path / "avx2")
+    base = _disassembly(wheels["base"]["wheel"], tmp_path / "base")
+    avx2_ops, base_ops = _mnemonics(avx2), _mnemonics(base)
+    assert any(op.startswith("vfmadd") for op in avx2_ops), "haswell build has no FMA instruction"
+    assert "%ymm" in avx2, "haswell build uses no 256-bit AVX register"
+    assert base_ops, "baseline disassembly is empty"
+    assert not any(op.startswith("vfmadd") for op in base_ops)
+    assert "%ymm" not in base and "%zmm" not in base
+    # no VEX-encoded (AVX) instruction at all; SSE2 packed math instead
+    assert not [op for op in base_ops if re.fullmatch(r"v[a-z0-9]+", op) and op not in ("verr", "verw")]
+    assert any(op in ("mulps", "addps") for op in base_ops)
+
+
+def _tf_compiled_base(docker_client) -> str:
+    """tf-compiled-base when the images stage has built it, else the image it is built FROM."""
+    import docker.errors
+
+    try:
+        docker_client.images.get(TF_COMPILED_BASE)
+        return TF_COMPILED_BASE
+    except docker.errors.ImageNotFound:
+        from images.base import ensure_base_image
+
+        ensure_base_image(docker_client, RUNTIME_BASE)
+        return RUNTIME_BASE
+
+
+RUN_KERNELS = (
+    "import array, zoobuild_native as z; "
+    "x = array.array('f', [i % 7 - 3 for i in range(1000)]); y = array.array('f', [i % 5 for i in range(1000)]); "
+    "d = z.dot(x, y, 3); assert d == sum(a * b for a, b in zip(x, y)), d; "
+    "z.saxpy(2.0, x, y); assert y[10] == 2 * x[10] + 10 % 5; "
+    "print('OK', z.build_info()['target'], d)"
+)
+
+
+def test_wheel_installs_and_runs_in_tf_compiled_base(wheels, docker_client, tmp_path):
+    from images import abi
+
+    image = _tf_compiled_base(docker_client)
+    wheel = Path(wheels["avx2"]["wheel"])
+    accepted = abi.preflight(docker_client, wheel, image)   # ISA on this host + ABI of the image
+    assert accepted.python == "3.11"
+    mount = tmp_path / "wheels"
+    mount.mkdir()
+    shutil.copy2(wheel, mount / wheel.name)
+    venv = "/opt/venv" if image == TF_COMPILED_BASE else "/tmp/venv"
+    script = (f"test -x {venv}/bin/pip || python3 -m venv {venv}; "
+              f"{venv}/bin/pip install -q --no-index --no-deps --disable-pip-version-check /wheels/{wheel.name} && "
+              f"{venv}/bin/python -c \"{RUN_KERNELS}\" && "
+              f"ZOOBUILD_CPU_FLAGS='sse sse2' {venv}/bin/python -c 'import zoobuild_native' 2>&1 | tail -n 1")
+    out = docker_client.containers.run(image, ["sh", "-c", script], entrypoint=[], network_mode="none",
+                                       remove=True, volumes={str(mount): {"bind": "/wheels", "mode": "ro"}})
+    lines = out.decode().strip().splitlines()
+    assert any(line.startswith("OK haswell") for line in lines), lines
+    # on a CPU without AVX2 the import refuses in one line instead of SIGILL
+    assert lines[-1].startswith("ImportError: zoobuild_native built for target haswell needs CPU features")
+    assert "avx2" in lines[-1] and "fma" in lines[-1]
+
+
+def test_abi_mismatch_against_the_real_image_is_one_line(wheels, docker_client, tmp_path):
+    from images import abi
+    from tasks.errors import UserError
+
+    image = _tf_compiled_base(docker_client)
+    old = tmp_path / "zoobuild_native-0.1.0+avx2-cp35-cp35m-linux_x86_64.whl"
+    shutil.copy2(wheels["avx2"]["wheel"], old)
+    with pytest.raises(UserError) as err:
+        abi.check_wheel_for_image(docker_client, old, image)
+    assert "\n" not in str(err.value)
+    assert "cp35-cp35m-linux_x86_64" in str(err.value) and "Python 3.11" in str(err.value)
+
+
+def test_failed_build_is_one_line_and_leaves_no_output(wheels, bdir, tmp_path, monkeypatch):
+    import yaml
+
+    from images import wheelbuild
+    from tasks import keys, paths
+    from tasks.errors import UserError
+
+    monkeypatch.setattr(paths, "BUILD", bdir)
+    monkeypatch.setattr(keys, "_CACHE", None)
+    data = yaml.safe_load((wheelbuild.RECIPE_DIR / "zoobuild-native.yml").read_text())
+    data.update(name="broken", build="echo compiling; exit 3\n")
+    data["source"]["path"] = str(wheelbuild.paths.ROOT / "native")
+    recipe = tmp_path / "broken.yml"
+    recipe.write_text(yaml.safe_dump(data))
+    plan = wheelbuild.plan(recipe, "x86-64")
+    with pytest.raises(UserError) as err:
+        wheelbuild.build(plan, log=lambda *a: None)
+    line = str(err.value)
+    assert "\n" not in line and "exited 3" in line and "compiling" in line
+    assert not plan.outdir.exists()
+    assert selected(bdir)["key"] == wheels["final"]["key"]   # the selection is untouched
