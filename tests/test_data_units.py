@@ -1,0 +1,136 @@
+"""Units of the data stage: header sniffing, hand-written Example/TFRecord bytes, the synthetic set."""
+import hashlib
+import io
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from datasets import imageinfo, layout, tfrecord
+from datasets.synthetic import make_mini_ilsvrc, render
+
+
+def _jpeg(mode="RGB", size=(40, 30), **kw):
+    buf = io.BytesIO()
+    Image.new(mode, size, 128 if mode == "L" else None).save(buf, format="JPEG", **kw)
+    return buf.getvalue()
+
+
+def _noisy_jpeg():
+    arr = np.random.default_rng(0).integers(0, 255, size=(60, 80, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def _png(mode="RGB"):
+    buf = io.BytesIO()
+    Image.new(mode, (17, 9)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("data, kind, action, size, channels", [
+    (_jpeg(), "jpeg", "keep", (40, 30), 3),
+    (_jpeg(progressive=True), "jpeg", "keep", (40, 30), 3),
+    (_jpeg("L"), "jpeg", "keep", (40, 30), 1),
+    (_jpeg("CMYK"), "jpeg", "reencode", (40, 30), 4),
+    (_png(), "png", "reencode", (17, 9), 3),
+    (_png("RGBA"), "png", "reencode", (17, 9), 4),
+    (_noisy_jpeg()[:3000], "jpeg", "verify", (80, 60), 3),  # cut inside the scan: no EOI
+    (_jpeg()[:40], "jpeg", "bad", (0, 0), 0),            # cut inside the headers
+    (b"<html>gone</html>", "unknown", "bad", (0, 0), 0),
+])
+def test_sniff_reads_headers(data, kind, action, size, channels):
+    info = imageinfo.sniff(data)
+    assert (info.kind, info.action, (info.width, info.height), info.channels) == \
+        (kind, action, size, channels)
+
+
+def test_normalize_gives_plain_jpeg_or_reason():
+    for data in (_jpeg("CMYK"), _png("RGBA"), _png("P")):
+        out, info, note = imageinfo.normalize(data, imageinfo.sniff(data))
+        assert out is not None and note
+        img = Image.open(io.BytesIO(out))
+        assert img.format == "JPEG" and img.mode == "RGB" and (img.width, img.height) == (info.width, info.height)
+        assert imageinfo.sniff(out).action == "keep"
+    truncated = _noisy_jpeg()[:3000]
+    out, _, note = imageinfo.normalize(truncated, imageinfo.sniff(truncated))
+    assert out is None and note.startswith("undecodable")
+
+
+def test_example_bytes_match_tensorflow():
+    import tensorflow as tf
+
+    feats = {"a": tfrecord.bytes_feature(b"\x00\xff" * 300), "b": tfrecord.int64_feature([1, -5, 2**40]),
+             "c": tfrecord.float_feature([0.25, 1.0]), "d": tfrecord.float_feature([]),
+             "e": tfrecord.int64_feature([])}
+    data = tfrecord.example(feats)
+    ex = tf.train.Example.FromString(data)
+    assert list(ex.features.feature["b"].int64_list.value) == [1, -5, 2**40]
+    assert list(ex.features.feature["c"].float_list.value) == [0.25, 1.0]
+    assert ex.SerializeToString(deterministic=True) == data
+
+
+def test_record_framing_reads_in_tensorflow(tmp_path):
+    import tensorflow as tf
+
+    path = tmp_path / "x.tfrecord"
+    payloads = [b"", b"abc", bytes(range(256)) * 100]
+    path.write_bytes(b"".join(tfrecord.frame(p) for p in payloads))
+    assert [r.numpy() for r in tf.data.TFRecordDataset(str(path))] == payloads
+    assert list(tfrecord.iter_records(path)) == payloads
+    raw = bytearray(path.read_bytes())
+    raw[20] ^= 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="checksum"):
+        list(tfrecord.iter_records(path))
+
+
+def _digests(d):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.iterdir())}
+
+
+def test_synthetic_layout_and_determinism(tmp_path):
+    a = make_mini_ilsvrc(tmp_path / "a", num_classes=3, train_per_class=4, val_per_class=2,
+                         image_size=48, dirty=True)
+    make_mini_ilsvrc(tmp_path / "b", num_classes=3, train_per_class=4, val_per_class=2,
+                     image_size=48, dirty=True)
+    assert _digests(tmp_path / "a") == _digests(tmp_path / "b")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(
+        [layout.TRAIN_TAR, layout.VAL_TAR, layout.BBOX_TAR, layout.VAL_LABELS])
+    with tarfile.open(tmp_path / "a" / layout.TRAIN_TAR) as outer:
+        names = outer.getnames()
+        assert names == [f"{s}.tar" for s in a.synsets]
+        inner = tarfile.open(fileobj=outer.extractfile(names[0]))
+        assert inner.getnames() == [f"{a.synsets[0]}_{i}.JPEG" for i in range(1, 5)]
+    with tarfile.open(tmp_path / "a" / layout.VAL_TAR) as val:
+        assert val.getnames() == [f"ILSVRC2012_val_{i:08d}.JPEG" for i in range(1, 7)]
+    labels = (tmp_path / "a" / layout.VAL_LABELS).read_text().split()
+    assert len(labels) == 6 and set(labels) == set(a.synsets)
+    with tarfile.open(tmp_path / "a" / layout.BBOX_TAR) as boxes:
+        assert f"{a.synsets[0]}/{a.synsets[0]}_1.xml" in boxes.getnames()
+    assert set(a.dirty.values()) >= {"png", "cmyk", "gray", "truncated", "undecodable"}
+    assert a.expected_sizes == {"train": 10, "validation": 6}
+
+
+def test_synthetic_classes_are_visibly_separable():
+    """A nearest-centroid rule on one colour feature already separates the classes."""
+    num_classes = 10
+
+    def thumbs(split, n):
+        xs, ys = [], []
+        for c in range(num_classes):
+            for i in range(n):
+                arr, _ = render(c, num_classes, np.random.default_rng([0, split, c, i]), 64, 6.0)
+                px = arr.reshape(-1, 3).astype(float)
+                sat = px.max(1) - px.min(1)
+                xs.append(px[sat >= np.quantile(sat, 0.9)].mean(0))  # colour of the vivid pixels
+                ys.append(c)
+        return np.array(xs), np.array(ys)
+
+    xtr, ytr = thumbs(0, 12)
+    xte, yte = thumbs(2, 6)
+    cent = np.stack([xtr[ytr == c].mean(0) for c in range(num_classes)])
+    pred = np.argmin(((xte[:, None, :] - cent[None]) ** 2).sum(-1), axis=1)
+    assert (pred == yte).mean() >= 0.95
