@@ -175,3 +175,36 @@ def test_failed_build_is_one_line_and_leaves_no_output(wheels, bdir, tmp_path, m
     assert "\n" not in line and "exited 3" in line and "compiling" in line
     assert not plan.outdir.exists()
     assert selected(bdir)["key"] == wheels["final"]["key"]   # the selection is untouched
+
+
+def test_small_change_rebuilds_but_reuses_the_compiler_cache(wheels, bdir, tmp_path, monkeypatch):
+    import yaml
+
+    from images import wheelbuild
+    from tasks import keys, paths
+
+    monkeypatch.setattr(paths, "BUILD", bdir)
+    monkeypatch.setattr(keys, "_CACHE", None)
+    src = tmp_path / "src"
+    shutil.copytree(wheelbuild.paths.ROOT / "native", src,
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "*.so", "zoobuild_isa.json"))
+    data = yaml.safe_load((wheelbuild.RECIPE_DIR / "zoobuild-native.yml").read_text())
+    data["name"] = "cachetest"
+    data["source"]["path"] = str(src)
+    recipe = tmp_path / "cachetest.yml"
+    recipe.write_text(yaml.safe_dump(data))
+
+    def build_log():
+        plan = wheelbuild.plan(recipe, "x86-64")
+        wheelbuild.build(plan, log=lambda *a: None, select_it=False)
+        stats = dict(line.split()[1:3] for line in (plan.outdir / "build.log").read_text().splitlines()
+                     if line.startswith("ccache "))
+        return plan, {k: int(v) for k, v in stats.items()}
+
+    first, cold = build_log()
+    assert cold["cache_miss"] == 1
+    init = src / "zoobuild_native" / "__init__.py"
+    init.write_text(init.read_text() + "\n# a small change\n")
+    second, warm = build_log()
+    assert second.key.hex != first.key.hex and second.outdir.is_dir()   # a new build ran ...
+    assert warm["cache_miss"] == 0 and warm["direct_cache_hit"] + warm["preprocessed_cache_hit"] == 1  # ... compiling nothing
