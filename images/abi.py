@@ -177,3 +177,18 @@ def preflight(client, wheel, image: str, features: frozenset[str] | None = None)
     """Both checks before an image installs a wheel: ABI against `image`, ISA against this host."""
     check_isa(wheel, features)
     return check_wheel_for_image(client, wheel, image)
+
+
+def check_selected(client, image: str, features: frozenset[str] | None = None) -> ImageTags | None:
+    """Preflight of the wheel `doit build_wheel` selected (build/wheels/selected.json) against
+    `image` (the FROM of tf-compiled-base); None when nothing is selected (stock pins)."""
+    sel = paths.BUILD / "wheels" / "selected.json"
+    if not sel.exists():
+        return None
+    try:
+        wheel = Path(json.loads(sel.read_text())["wheel"])
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{sel}: expected JSON with a 'wheel' path") from None
+    if not wheel.is_file():
+        raise UserError(f"{sel}: wheel {wheel} does not exist; run `doit build_wheel`")
+    return preflight(client, wheel, image, features)

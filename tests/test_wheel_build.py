@@ -129,7 +129,7 @@ def test_wheel_installs_and_runs_in_tf_compiled_base(wheels, docker_client, tmp_
     shutil.copy2(wheel, mount / wheel.name)
     venv = "/opt/venv" if image == TF_COMPILED_BASE else "/tmp/venv"
     script = (f"test -x {venv}/bin/pip || python3 -m venv {venv}; "
-              f"{venv}/bin/pip install -q --no-index --no-deps --disable-pip-version-check /wheels/{wheel.name} && "
+              f"{venv}/bin/pip install -q --no-index --no-deps --force-reinstall --disable-pip-version-check /wheels/{wheel.name} && "
               f"{venv}/bin/python -c \"{RUN_KERNELS}\" && "
               f"ZOOBUILD_CPU_FLAGS='sse sse2' {venv}/bin/python -c 'import zoobuild_native' 2>&1 | tail -n 1")
     out = docker_client.containers.run(image, ["sh", "-c", script], entrypoint=[], network_mode="none",
@@ -208,3 +208,16 @@ def test_small_change_rebuilds_but_reuses_the_compiler_cache(wheels, bdir, tmp_p
     second, warm = build_log()
     assert second.key.hex != first.key.hex and second.outdir.is_dir()   # a new build ran ...
     assert warm["cache_miss"] == 0 and warm["direct_cache_hit"] + warm["preprocessed_cache_hit"] == 1  # ... compiling nothing
+
+
+def test_check_selected_refuses_a_wheel_this_cpu_cannot_run(wheels, bdir, docker_client, monkeypatch):
+    from images import abi
+    from tasks import paths
+    from tasks.errors import UserError
+
+    monkeypatch.setattr(paths, "BUILD", bdir)
+    image = _tf_compiled_base(docker_client)
+    assert abi.check_selected(docker_client, image).python == "3.11"
+    with pytest.raises(UserError) as err:
+        abi.check_selected(docker_client, image, features=frozenset({"sse", "sse2"}))
+    assert "\n" not in str(err.value) and "avx2" in str(err.value) and "target=x86-64" in str(err.value)
