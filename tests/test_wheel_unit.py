@@ -178,3 +178,20 @@ def test_isa_check_refuses_missing_features(tmp_path):
     assert "avx2, fma" in one_line(err) and "target=x86-64" in str(err.value)
     # a generic wheel needs nothing special
     abi.check_isa(_fake_wheel(tmp_path, "six-1.16.0-py2.py3-none-any.whl"), old_cpu)
+
+
+def test_tensorflow_recipe_gets_the_target_flags():
+    p = wheelbuild.plan("tensorflow", "skylake-avx512")
+    env = wheelbuild.container_env(p)
+    assert env["CC_OPT_FLAGS"] == "-O3 -march=skylake-avx512" and env["TF_PYTHON_VERSION"] == "3.11"
+    assert env["ZOOBUILD_BAZEL_COPTS"] == "--copt=-march=skylake-avx512" and env["ZOOBUILD_LABEL"] == "avx512"
+    assert p.outdir.parts[-3:-1] == ("tensorflow", "skylake-avx512")
+
+
+def test_bad_target_on_the_command_line_is_one_line():
+    from tests.conftest import run_doit
+
+    res = run_doit(["build_wheel", "target=pentium4"], check=False, timeout=120)
+    assert res.returncode != 0
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "target='pentium4'" in lines[0] and "haswell" in lines[0]
