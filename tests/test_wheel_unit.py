@@ -195,3 +195,16 @@ def test_bad_target_on_the_command_line_is_one_line():
     assert res.returncode != 0
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "target='pentium4'" in lines[0] and "haswell" in lines[0]
+
+
+def test_wheel_stock_drops_the_selection(build_dir):
+    from tests.conftest import run_doit
+
+    sel = build_dir / "wheels" / "selected.json"
+    sel.parent.mkdir(parents=True)
+    sel.write_text('{"wheel": "x.whl"}')
+    env = {"ZOOBUILD_BUILD_DIR": str(build_dir)}
+    out = run_doit(["build_wheel", "wheel=stock"], env=env, timeout=120).stdout
+    assert not sel.exists() and "selected stock tensorflow-cpu==2.21" in out
+    again = run_doit(["build_wheel", "wheel=stock"], env=env, timeout=120).stdout
+    assert "-- build_wheel:stock" in again
