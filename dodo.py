@@ -8,6 +8,7 @@ from tasks import lock, paths
 from tasks.engine import *  # noqa: F401,F403
 from tasks.wheel import *  # noqa: F401,F403
 from tasks.data import *  # noqa: F401,F403
+from tasks.publish import *  # noqa: F401,F403
 
 DOIT_CONFIG = {
     "backend": "sqlite3",

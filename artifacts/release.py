@@ -60,7 +60,7 @@ def _dataset_key(info: dict, params: dict):
 
 def build_manifest(model: str, export_dir: Path, convert_report: dict | None, benchmarks: dict,
                    eval_metrics: dict | None, root: Path, build: Path, signature: dict,
-                   weights_sha256: str, artifacts: list[dict]) -> dict:
+                   weights_sha256: str, artifacts: list[dict], dataset_key: str | None = None) -> dict:
     from slim import convert
 
     info = convert.export_info(export_dir)
@@ -73,7 +73,7 @@ def build_manifest(model: str, export_dir: Path, convert_report: dict | None, be
         "artifacts": artifacts,
         "source": git_revision(root),
         "image": image_lineage(build / "images.json", model),
-        "dataset": {"key": _dataset_key(info, params)},
+        "dataset": {"key": dataset_key or _dataset_key(info, params)},
         "training": {"params": params, "export_key": info.get("key"),
                      "global_step": info.get("global_step")},
         "eval": eval_metrics or info.get("eval") or info.get("metrics"),
@@ -111,7 +111,7 @@ def collect_benchmarks(bench_dirs) -> dict:
 
 
 def release(store: st.Store, model: str, version: str, *, export_dir, convert_dir=None, bench_dirs=(),
-            precisions=None, arch: str | None = None, eval_metrics=None, root=None, build=None,
+            precisions=None, arch: str | None = None, eval_metrics=None, dataset_key=None, root=None, build=None,
             progress=print) -> dict:
     """Pack, publish and re-catalog; returns the stored manifest."""
     from slim import convert
@@ -157,7 +157,7 @@ def release(store: st.Store, model: str, version: str, *, export_dir, convert_di
         if p.exists():
             entries[f"benchmark/{Path(d).parent.name}-{Path(d).name}.json"] = p
     body = build_manifest(model, export_dir, report, collect_benchmarks(bench_dirs), eval_metrics, root,
-                          build, signature, weights, artifacts)
+                          build, signature, weights, artifacts, dataset_key)
     with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
         tarball = package.pack(entries, Path(tmp) / st.tarball_name(model, version, arch))
         stored = st.publish(store, model, version, arch, tarball, body)

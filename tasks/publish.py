@@ -1,0 +1,325 @@
+"""After training: convert, benchmark, publish and fetch (one subtask per model).
+
+    doit convert model=vgg_16 precisions=fp32,fp16,int8 onnx_batch=1 opset=17
+    doit benchmark model=vgg_16 backend=onnx precision=fp16 bench_batch_size=8 cores=2 instances=1
+    doit benchmark model=vgg_16 mode=accuracy
+    doit publish model=vgg_16 version=1.0.0 store=s3://bucket/zoo
+    doit fetch model=vgg_16 version=^1.0 store=s3://bucket/zoo fetch_dir=models/
+
+The export these read is `tasks.train.export_dir(model)` (what `doit export` wrote), or
+`export_dir=` when given.  The variables here have names of their own (onnx_batch,
+bench_batch_size, bench_steps, bench_data_dir) so that passing them never changes the
+key of the training stage.  Outputs:
+  build/convert/<model>/<key12>/     model.<precision>.onnx, rejected/, report.json
+  build/benchmark/<model>/<key12>/   results.json, summary.txt, latency.png
+"""
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+from tasks import keys, paths
+from tasks.errors import UserError, guarded
+from tasks.params import Var
+
+__all__ = ["task_convert", "task_benchmark", "task_publish", "task_fetch"]
+
+_PRECISIONS = ("fp32", "fp16", "int8")
+
+MODEL = Var("model", str, "vgg_16", "net to train, convert, benchmark and publish")
+EXPORT_DIR = Var("export_dir", str, "", "SavedModel export dir; empty: the one `doit export` made")
+PRECISIONS = Var("precisions", list, ["fp32", "fp16", "int8"], "convert: precisions to convert and gate",
+                 choices=_PRECISIONS)
+ONNX_BATCH = Var("onnx_batch", int, 1, "convert: fixed batch of the ONNX models (0: dynamic)")
+OPSET = Var("opset", int, 17, "convert: ONNX opset")
+NCHW = Var("nchw", bool, False, "convert: NCHW input for the ONNX models")
+KEEP_IO = Var("keep_io_types", bool, True, "convert: fp16 keeps float32 inputs and outputs")
+CALIB_DIR = Var("calib_dir", str, "", "convert: TFRecords for int8 calibration; empty: the default "
+                "TFRecords when built, else seeded inputs")
+
+BACKEND = Var("backend", str, "onnx", "benchmark: tf (SavedModel) or onnx (converted file)", choices=("tf", "onnx"))
+PRECISION = Var("precision", str, "fp32", "benchmark: which converted precision", choices=_PRECISIONS)
+MODE = Var("mode", str, "benchmark", "benchmark: benchmark (latency, throughput) or accuracy (top-1/5)",
+           choices=("benchmark", "accuracy"))
+BENCH_BATCH = Var("bench_batch_size", int, 8, "benchmark: offline batch size (a fixed-batch ONNX uses its own)")
+WARMUP = Var("warmup", int, 5, "benchmark: untimed queries before each phase")
+MIN_DURATION = Var("min_duration", float, 2.0, "benchmark: minimum seconds per phase")
+MIN_QUERIES = Var("min_queries", int, 100, "benchmark: minimum queries per phase")
+BENCH_STEPS = Var("bench_steps", int, 0, "benchmark: exactly this many queries per phase (0: use durations)")
+BENCH_DATA = Var("bench_data_dir", str, "", "benchmark: TFRecords; empty: synthetic seeded inputs "
+                 "(accuracy mode: the default TFRecords)")
+MAX_IMAGES = Var("max_images", int, 0, "benchmark accuracy mode: stop after this many images (0: all)")
+SOCKET_ID = Var("socket_id", int, -1, "benchmark: NUMA socket to bind to (-1: none)")
+CORES = Var("cores", int, 0, "benchmark: cores per instance (0: no pinning)")
+INSTANCES = Var("instances", int, 1, "benchmark: concurrent pinned instances")
+
+VERSION = Var("version", str, "", "publish: X.Y.Z[-YYYYMMDD] or bleedingedge; fetch: ^X.Y, ~X.Y.Z, exact or latest")
+STORE = Var("store", str, "", "artifact store: a directory or file://, s3://, gs:// URL (default build/store)")
+STORE_OPTIONS = Var("store_options", str, "", "fsspec storage options as JSON, e.g. {\"endpoint_url\": ...}")
+ARCH = Var("arch", str, platform.machine(), "publish/fetch: artifact arch")
+FETCH_DIR = Var("fetch_dir", str, "", "fetch: where models are unpacked (default build/fetched)")
+
+
+# ---------------------------------------------------------------- resolving inputs
+
+def export_dir(model: str) -> Path:
+    if EXPORT_DIR.get():
+        return Path(EXPORT_DIR.get()).resolve()
+    train = _train_module()
+    if train is None or not hasattr(train, "export_dir"):
+        return paths.BUILD / "export" / model / "missing"
+    return Path(train.export_dir(model))
+
+
+def _export_digest(path: Path) -> str:
+    return keys.tree_digest(path) if path.exists() else "missing"
+
+
+def _require_export(path: Path, model: str) -> None:
+    from slim.convert import find_saved_model
+
+    if not path.exists():
+        raise UserError(f"no export of {model} at {path}: run `doit export model={model}` first, "
+                        f"or pass export_dir=")
+    find_saved_model(path)
+
+
+def _train_module():
+    try:
+        from tasks import train
+    except ImportError:
+        return None
+    return train
+
+
+def _default_tfrecords() -> Path | None:
+    """The TFRecords the model was trained on (train's dataset_dir), when they exist."""
+    train = _train_module()
+    try:
+        if train is not None and hasattr(train, "dataset_dir"):
+            d = Path(train.dataset_dir())
+        else:
+            from tasks import data
+            d = Path(data.default_tfrecords_dir())
+    except (ImportError, UserError):
+        return None
+    return d if d.is_dir() and any(d.glob("validation-*")) else None
+
+
+def _store():
+    from artifacts import store as st
+
+    opts = {}
+    if STORE_OPTIONS.get():
+        try:
+            opts = json.loads(STORE_OPTIONS.get())
+        except ValueError:
+            raise UserError(f"store_options={STORE_OPTIONS.get()!r}: expected a JSON object")
+    return st.open_store(STORE.get() or str(paths.BUILD / "store"), **opts)
+
+
+# ---------------------------------------------------------------- convert
+
+def convert_params() -> dict:
+    calib = CALIB_DIR.get()
+    if not calib and "int8" in PRECISIONS.get():
+        d = _default_tfrecords()
+        calib = str(d) if d else ""
+    return {"precisions": sorted(PRECISIONS.get()), "onnx_batch": ONNX_BATCH.get(), "opset": OPSET.get(),
+            "nchw": NCHW.get(), "keep_io_types": KEEP_IO.get(), "calib_dir": calib}
+
+
+def convert_key(model: str) -> keys.Key:
+    params = convert_params()
+    inputs = {"export": _export_digest(export_dir(model))}
+    if params["calib_dir"]:
+        inputs["calibration"] = (keys.read_marker(params["calib_dir"]) or {}).get("key", params["calib_dir"])
+    return keys.make_key("convert", code=["slim/convert.py"], params=params, inputs=inputs)
+
+
+def convert_dir(model: str) -> Path:
+    return keys.run_dir("convert", model, convert_key(model))
+
+
+def _convert(model: str, src: str, out: str, key: keys.Key, params: dict) -> None:
+    from slim import convert
+
+    _require_export(Path(src), model)
+    with keys.atomic_dir(out) as tmp:
+        report = convert.convert(src, tmp, precisions=params["precisions"], batch_size=params["onnx_batch"],
+                                 opset=params["opset"], nchw=params["nchw"],
+                                 keep_io_types=params["keep_io_types"], data_dir=params["calib_dir"])
+        keys.mark_complete(tmp, key, {"passed": report["passed"], "rejected": report["rejected"]})
+    if report["rejected"]:
+        print(f"convert: {model}: REJECTED by the parity gate: {', '.join(report['rejected'])} "
+              f"(see {out}/report.json); they will not be published")
+
+
+def task_convert():
+    """SavedModel -> ONNX fp32/fp16/int8, each behind a parity gate (vars: precisions, onnx_batch, opset, nchw)."""
+    model = MODEL.get()
+    key = convert_key(model)
+    out = keys.run_dir("convert", model, key)
+    yield {
+        "name": model,
+        "actions": [(guarded(_convert), (model, str(export_dir(model)), str(out), key, convert_params()))],
+        "uptodate": [keys.key_uptodate(key, out)],
+        "meta": {"key": key},
+        "doc": f"convert {model} -> {out}",
+        "verbosity": 2,
+    }
+
+
+# ---------------------------------------------------------------- benchmark
+
+def bench_config(model: str) -> dict:
+    data = BENCH_DATA.get()
+    if not data and MODE.get() == "accuracy":
+        d = _default_tfrecords()
+        data = str(d) if d else ""
+    return {"backend": BACKEND.get(), "precision": PRECISION.get(), "mode": MODE.get(),
+            "batch_size": BENCH_BATCH.get(), "warmup": WARMUP.get(), "min_duration": MIN_DURATION.get(),
+            "min_queries": MIN_QUERIES.get(), "steps": BENCH_STEPS.get(), "data_dir": data,
+            "max_images": MAX_IMAGES.get(), "socket_id": SOCKET_ID.get(), "cores": CORES.get(),
+            "instances": INSTANCES.get(), "model": model}
+
+
+def _bench_model_path(model: str, cfg: dict) -> Path:
+    if cfg["backend"] == "tf":
+        return export_dir(model)
+    return convert_dir(model) / f"model.{cfg['precision']}.onnx"
+
+
+def benchmark_key(model: str) -> keys.Key:
+    cfg = bench_config(model)
+    # an ONNX model is a function of its conversion's key, known before the file exists
+    digest = (_export_digest(export_dir(model)) if cfg["backend"] == "tf"
+              else f"convert:{convert_key(model).hex}")
+    return keys.make_key("benchmark", code=["slim/benchmark.py"], params=cfg, inputs={"model": digest})
+
+
+def benchmark_dir(model: str) -> Path:
+    return keys.run_dir("benchmark", model, benchmark_key(model))
+
+
+def _benchmark(model: str, out: str, key: keys.Key, cfg: dict) -> None:
+    from slim import benchmark, convert
+
+    target = _bench_model_path(model, cfg)
+    if cfg["backend"] == "tf":
+        _require_export(target, model)
+    elif not target.exists():
+        report = convert_dir(model) / "report.json"
+        why = ""
+        if report.exists():
+            r = json.loads(report.read_text())["results"].get(cfg["precision"])
+            why = f": {r.get('reason')}" if r else f": not converted (precisions={','.join(PRECISIONS.get())})"
+        raise UserError(f"no {cfg['precision']} ONNX model for {model}{why}")
+    info = convert.export_info(export_dir(model))
+    bc = benchmark.BenchConfig(model_path=str(target), labels_offset=int(info.get("labels_offset") or 0), **cfg)
+    with keys.atomic_dir(out) as tmp:
+        res = benchmark.run(bc, tmp)
+        keys.mark_complete(tmp, key)
+    print(benchmark.summary_text(res), end="")
+    print(f"benchmark: results in {out}/results.json, chart {out}/latency.png")
+
+
+def task_benchmark():
+    """Latency/throughput or top-1/5 of the SavedModel or a converted model (vars: backend, precision, mode, ...)."""
+    model = MODEL.get()
+    cfg = bench_config(model)
+    key = benchmark_key(model)
+    out = keys.run_dir("benchmark", model, key)
+    yield {
+        "name": model,
+        "actions": [(guarded(_benchmark), (model, str(out), key, cfg))],
+        "task_dep": [f"convert:{model}"] if cfg["backend"] == "onnx" else [],
+        "uptodate": [keys.key_uptodate(key, out)],
+        "meta": {"key": key},
+        "doc": f"benchmark {model} ({cfg['backend']} {cfg['precision']}, {cfg['mode']}) -> {out}",
+        "verbosity": 2,
+    }
+
+
+# ---------------------------------------------------------------- publish and fetch
+
+def _eval_metrics(model: str):
+    """eval.json of `doit eval` for the current variables, when it ran."""
+    train = _train_module()
+    if train is None or not hasattr(train, "eval_dir") or EXPORT_DIR.get():
+        return None
+    try:
+        p = Path(train.eval_dir(model)) / "eval.json"
+        return json.loads(p.read_text()) if p.exists() else None
+    except (UserError, OSError, ValueError):
+        return None
+
+
+def _dataset_key(model: str):
+    train = _train_module()
+    if train is None or not hasattr(train, "train_key") or EXPORT_DIR.get():
+        return None
+    try:
+        return train.train_key(model).inputs.get("dataset")
+    except UserError:
+        return None
+
+
+def _publish(model: str, version: str) -> None:
+    from artifacts import release
+
+    if not version:
+        raise UserError("publish needs version=X.Y.Z (or X.Y.Z-YYYYMMDD, or bleedingedge)")
+    src = export_dir(model)
+    _require_export(src, model)
+    bench = [d for d in (paths.BUILD / "benchmark" / model).glob("*") if keys.is_complete(d)] \
+        if (paths.BUILD / "benchmark" / model).exists() else []
+    cdir = convert_dir(model)
+    bench = [d for d in bench if _benchmarks_this(d, src, cdir)]
+    release.release(_store(), model, version, export_dir=src,
+                    convert_dir=cdir if keys.is_complete(cdir) else None,
+                    bench_dirs=sorted(bench), arch=ARCH.get(), eval_metrics=_eval_metrics(model),
+                    dataset_key=_dataset_key(model))
+
+
+def _benchmarks_this(bench_dir: Path, export: Path, cdir: Path) -> bool:
+    """Only benchmark runs of this export or of this conversion go into the manifest."""
+    try:
+        path = Path(json.loads((bench_dir / "results.json").read_text())["config"]["model_path"])
+    except (OSError, ValueError, KeyError):
+        return False
+    return path == export or path.parent == cdir
+
+
+def task_publish():
+    """Publish a model version to the artifact store and regenerate the catalog (vars: version, store, arch)."""
+    model = MODEL.get()
+    yield {
+        "name": model,
+        "actions": [(guarded(_publish), (model, VERSION.get()))],
+        "task_dep": [f"convert:{model}", f"benchmark:{model}"],
+        "uptodate": [False],
+        "doc": f"publish {model} {VERSION.get() or '(version=?)'} to {STORE.get() or paths.BUILD / 'store'}",
+        "verbosity": 2,
+    }
+
+
+def _fetch(model: str, spec: str, dest: str) -> None:
+    from artifacts import fetch
+
+    got = fetch.fetch(_store(), model, spec or "latest", Path(dest),
+                      arch=ARCH.get() if ARCH.given() else None)
+    print(f"fetched {model} {spec or 'latest'} -> {got}")
+
+
+def task_fetch():
+    """Resolve model + version range in the store, download, verify sha256, unpack (vars: version, store, fetch_dir)."""
+    model = MODEL.get()
+    yield {
+        "name": model,
+        "actions": [(guarded(_fetch), (model, VERSION.get(), FETCH_DIR.get() or str(paths.BUILD / "fetched")))],
+        "uptodate": [False],
+        "doc": f"fetch {model} {VERSION.get() or 'latest'}",
+        "verbosity": 2,
+    }

@@ -1,0 +1,127 @@
+"""The benchmark harness: latency/throughput, accuracy mode, CPU placement, outputs."""
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from slim import benchmark as bm
+from slim import convert
+from tasks.errors import UserError
+from test_post_fixtures import tiny_saved_model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    export = tiny_saved_model(root / "export")
+    convert.convert(export, root / "conv", precisions=("fp32",), batch_size=0, progress=lambda *_: None)
+    return export, root / "conv" / "model.fp32.onnx"
+
+
+def _quick(**kw):
+    return dict(min_duration=0.05, min_queries=30, warmup=2, **kw)
+
+
+@pytest.mark.parametrize("backend", ["tf", "onnx"])
+def test_benchmark_mode_reports_latency_percentiles_and_throughput(models, tmp_path, backend):
+    export, onnx_file = models
+    path = export if backend == "tf" else onnx_file
+    res = bm.run(bm.BenchConfig(model_path=str(path), backend=backend, batch_size=4, **_quick()), tmp_path)
+    lat = res["single_stream"]["latency_ms"]
+    assert set(lat) >= {"p50", "p90", "p99", "p99.9", "min", "mean", "max"}
+    assert lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99.9"] <= lat["max"]
+    assert res["single_stream"]["query_batch"] == 1 and lat["count"] >= 30
+    off = res["offline"]
+    assert off["batch"] == 4 and off["images"] == 4 * off["queries"] and off["throughput_ips"] > 0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["single_stream"]["latency_ms"] == lat and saved["config"]["backend"] == backend
+    text = (tmp_path / "summary.txt").read_text()
+    assert "p99.9" in text and "images/s" in text
+    assert (tmp_path / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_step_count_and_a_fixed_batch_model(models, tmp_path):
+    export, _ = models
+    convert.convert(export, tmp_path / "c", precisions=("fp32",), batch_size=3, progress=lambda *_: None)
+    res = bm.run(bm.BenchConfig(model_path=str(tmp_path / "c" / "model.fp32.onnx"), backend="onnx",
+                                batch_size=8, steps=17, warmup=1), tmp_path / "out")
+    assert res["single_stream"]["queries"] == 17 and res["offline"]["queries"] == 17
+    assert res["single_stream"]["query_batch"] == 3 and res["offline"]["batch"] == 3   # the model's own batch
+
+
+def test_synthetic_inputs_are_seeded(models):
+    a = bm._input_pool(bm.BenchConfig(model_path="x", seed=5), (16, 16), 2)
+    b = bm._input_pool(bm.BenchConfig(model_path="x", seed=5), (16, 16), 2)
+    c = bm._input_pool(bm.BenchConfig(model_path="x", seed=6), (16, 16), 2)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_accuracy_mode_scores_top1_top5_through_the_reader(models, tmp_path, monkeypatch):
+    export, onnx_file = models
+    images = convert.seeded_inputs(10, 16, 16, seed=3)
+    scores = convert.tf_runner(export)(images)["probabilities"]
+    order = np.argsort(-scores, axis=1)
+    # labels: 4 right at top-1, 3 more within the top 5, 3 outside the top 5
+    labels = np.concatenate([order[:4, 0], order[4:7, 3], order[7:, 9]])
+    calls = {}
+
+    def fake_dataset(dataset_dir, split, batch_size, shuffle=True, num_epochs=None):
+        calls.update(dir=dataset_dir, split=split, shuffle=shuffle, num_epochs=num_epochs)
+        for i in range(0, len(images), batch_size):
+            yield images[i:i + batch_size], labels[i:i + batch_size] + 1     # labels_offset 1
+
+    import datasets
+    fake = types.ModuleType("datasets.reader")
+    fake.dataset = fake_dataset
+    monkeypatch.setitem(sys.modules, "datasets.reader", fake)
+    monkeypatch.setattr(datasets, "reader", fake, raising=False)
+    for backend, path in (("tf", export), ("onnx", onnx_file)):
+        out = tmp_path / backend
+        res = bm.run(bm.BenchConfig(model_path=str(path), backend=backend, mode="accuracy", data_dir="/shards",
+                                    batch_size=4, labels_offset=1), out)
+        assert (res["images"], res["top1"], res["top5"]) == (10, 0.4, 0.7)
+        assert calls == {"dir": "/shards", "split": "validation", "shuffle": False, "num_epochs": 1}
+        assert "top-1 0.4000" in (out / "summary.txt").read_text()
+        assert (out / "latency.png").exists()
+
+
+def test_bad_settings_are_one_line(models, tmp_path):
+    export, _ = models
+    with pytest.raises(UserError, match="backend='trt'"):
+        bm.run(bm.BenchConfig(model_path=str(export), backend="trt"), tmp_path)
+    with pytest.raises(UserError, match="mode=accuracy needs data_dir"):
+        bm.run(bm.BenchConfig(model_path=str(export), mode="accuracy"), tmp_path)
+    with pytest.raises(UserError, match="needs 8 cpus"):
+        bm.plan_placement(bm.BenchConfig(model_path="x", cores=4, instances=2), available=[0, 1, 2, 3])
+
+
+def test_placement_plans_threads_and_pinning():
+    cfg = bm.BenchConfig(model_path="x", cores=2, instances=3, socket_id=1)
+    assert bm.plan_placement(cfg, available=list(range(8, 16))) == [[8, 9], [10, 11], [12, 13]]
+    assert bm.plan_placement(bm.BenchConfig(model_path="x", instances=2), available=[0, 1, 2, 3, 4]) == [[0, 1], [2, 3]]
+    have = {"numactl", "taskset"}
+    which = lambda name: f"/usr/bin/{name}" if name in have else None  # noqa: E731
+    assert bm.pin_prefix([8, 9], 1, which) == ["numactl", "--physcpubind=8,9", "--membind=1"]
+    assert bm.pin_prefix([8, 9], -1, which) == ["taskset", "-c", "8,9"]
+    have.discard("numactl")
+    assert bm.pin_prefix([8, 9], 1, which) == ["taskset", "-c", "8,9"]
+    have.clear()
+    with pytest.raises(UserError, match="numactl or taskset"):
+        bm.pin_prefix([0], -1, which)
+    assert bm.parse_cpulist("0-3,8,10-11\n") == [0, 1, 2, 3, 8, 10, 11]
+
+
+def test_pinned_instances_run_in_worker_processes(models, tmp_path):
+    _, onnx_file = models
+    res = bm.run(bm.BenchConfig(model_path=str(onnx_file), backend="onnx", cores=1, instances=2, batch_size=2,
+                                **_quick()), tmp_path)
+    inst = res["instances"]
+    assert len(inst) == 2
+    assert inst[0]["cpus"] != inst[1]["cpus"] and all(len(i["cpus"]) == 1 for i in inst)
+    assert all(i["threads"] == {"intra_op": 1, "inter_op": 1} for i in inst)
+    assert inst[0]["command"][:2] == ["taskset", "-c"]
+    assert res["offline"]["throughput_ips"] == pytest.approx(sum(i["offline"]["throughput_ips"] for i in inst))
+    assert res["single_stream"]["latency_ms"]["count"] == sum(i["single_stream"]["queries"] for i in inst)

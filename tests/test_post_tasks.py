@@ -1,0 +1,49 @@
+"""The doit chain convert -> benchmark -> publish -> fetch, on a tiny export."""
+import json
+
+import pytest
+
+from conftest import run_doit
+from test_post_fixtures import tiny_saved_model
+
+pytestmark = pytest.mark.slow      # six doit runs, two of which import TensorFlow
+
+
+def test_doit_convert_benchmark_publish_fetch(build_dir, tmp_path):
+    export = tiny_saved_model(tmp_path / "export")
+    store = tmp_path / "store"
+    common = ["model=vgg_16", f"export_dir={export}", "precisions=fp32,fp16", "onnx_batch=2",
+              "min_duration=0.05", "min_queries=20"]
+    listed = run_doit(["list", "--all"] + common).stdout
+    for sub in ("convert:vgg_16", "benchmark:vgg_16", "publish:vgg_16", "fetch:vgg_16"):
+        assert sub in listed
+
+    res = run_doit(["publish"] + common + ["precision=fp16", "version=1.0.0", f"store={store}"])
+    out = res.stdout + res.stderr
+    assert "convert: fp16 passed" in out and "images/s" in out and "first version" in out
+    conv = [d for d in (build_dir / "convert" / "vgg_16").iterdir() if (d / ".complete.json").exists()]
+    assert len(conv) == 1 and json.loads((conv[0] / "report.json").read_text())["passed"] == ["fp16", "fp32"]
+    bench = list((build_dir / "benchmark" / "vgg_16").glob("*/results.json"))
+    assert len(bench) == 1 and (bench[0].parent / "latency.png").exists()
+    manifest = json.loads((store / "models/vgg_16/1.0.0/x86_64/manifest.json").read_text())
+    assert manifest["benchmark"]["onnx-fp16"]["throughput_ips"] > 0
+    assert [a["precision"] for a in manifest["artifacts"]] == ["fp32", "fp16", "fp32"]
+    assert "| vgg_16 | 1.0.0 |" in (store / "MODELS.md").read_text()
+
+    # nothing changed: convert and benchmark are up to date; the same version is refused
+    again = run_doit(["publish"] + common + ["precision=fp16", "version=1.0.0", f"store={store}"], check=False)
+    assert again.returncode != 0
+    assert "-- convert:vgg_16" in again.stdout and "-- benchmark:vgg_16" in again.stdout
+    assert "already published and versions are immutable" in again.stdout + again.stderr
+    # a bad version string is one line
+    bad = run_doit(["publish"] + common + ["version=1.0", f"store={store}"], check=False)
+    assert bad.returncode != 0 and "expected X.Y.Z" in bad.stdout + bad.stderr
+
+    fetched = tmp_path / "fetched"
+    run_doit(["fetch", "model=vgg_16", "version=^1.0", f"store={store}", f"fetch_dir={fetched}"])
+    got = fetched / "vgg_16" / "1.0.0"
+    arch = next(got.iterdir())
+    assert (arch / "onnx" / "model.fp16.onnx").exists() and (arch / "saved_model" / "saved_model.pb").exists()
+    missing = run_doit(["fetch", "model=vgg_16", "version=^3", f"store={store}", f"fetch_dir={fetched}"],
+                       check=False)
+    assert missing.returncode != 0 and "unsupported major version 3" in missing.stdout + missing.stderr
