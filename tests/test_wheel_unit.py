@@ -208,3 +208,42 @@ def test_wheel_stock_drops_the_selection(build_dir):
     assert not sel.exists() and "selected stock tensorflow-cpu==2.21" in out
     again = run_doit(["build_wheel", "wheel=stock"], env=env, timeout=120).stdout
     assert "-- build_wheel:stock" in again
+
+
+def test_tensorflow_recipe_relabels_a_wheel_pip_accepts(tmp_path):
+    """The recipe's post-build step (run here on a stand-in wheel) gives the wheel +<label>
+    in its file name, METADATA and a RECORD whose hashes are right; pip installs the result."""
+    import base64
+    import hashlib
+    import subprocess
+    import sys
+
+    build = wheelbuild.load_recipe("tensorflow").build
+    script = build.split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
+    info = "tensorflow_cpu-2.21.0.dist-info"
+    src = tmp_path / "tensorflow_cpu-2.21.0-cp311-cp311-manylinux_2_27_x86_64.whl"
+    with zipfile.ZipFile(src, "w") as z:
+        z.writestr("tensorflow_stub/__init__.py", "X = 1\n")
+        z.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: tensorflow-cpu\nVersion: 2.21.0\n\n")
+        z.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\n"
+                                    "Tag: cp311-cp311-manylinux_2_27_x86_64\n")
+        z.writestr(f"{info}/RECORD", "stale\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run([sys.executable, "-", str(src), str(out), "avx2"], input=script, text=True, check=True)
+    (dst,) = out.iterdir()
+    assert dst.name == "tensorflow_cpu-2.21.0+avx2-cp311-cp311-manylinux_2_27_x86_64.whl"
+    assert abi.wheel_isa(dst) == ("haswell", cpu.TARGETS["haswell"].required)
+    with zipfile.ZipFile(dst) as z:
+        new_info = "tensorflow_cpu-2.21.0+avx2.dist-info"
+        assert "Version: 2.21.0+avx2\n" in z.read(f"{new_info}/METADATA").decode()
+        for row in z.read(f"{new_info}/RECORD").decode().splitlines():
+            path, digest, size = row.split(",")
+            if digest:
+                data = z.read(path)
+                assert digest == "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+                assert int(size) == len(data)
+    res = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                          "--target", str(tmp_path / "site"), str(dst)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "site" / "tensorflow_stub" / "__init__.py").exists()
