@@ -378,10 +378,16 @@ def _run_container(client, image: str, p: Plan, src: Path, out: Path, logfile: P
         network_mode=None if p.recipe.network else "none", detach=True,
         labels={"org.zoobuild.wheel-build": p.key.short}, working_dir="/work")
     try:
-        with open(logfile, "wb") as f:
+        pending = b""
+        with open(logfile, "wb") as f:  # the whole log to build.log, each line as progress
             for chunk in container.logs(stream=True, follow=True):
                 f.write(chunk)
                 f.flush()
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    log(f"  | {line.decode(errors='replace').rstrip()}")
+        if pending:
+            log(f"  | {pending.decode(errors='replace').rstrip()}")
         result = container.wait(timeout=p.recipe.timeout_s)
         return int(result.get("StatusCode", 1))
     finally:
