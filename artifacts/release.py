@@ -30,25 +30,39 @@ def git_revision(root: Path) -> dict:
     return {"revision": rev.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
 
 
-def image_lineage(images_json: Path, model: str) -> dict | None:
-    """Key and digest of the model's image from build/images.json, whatever its exact shape."""
-    if not images_json.exists():
-        return None
+def model_image_tags(model: str) -> list[str]:
+    """Tags the image specs give the model's images (inference first), or [] without specs."""
     try:
-        data = json.loads(images_json.read_text())
-    except ValueError:
-        return None
-    entries = data.get("images", data) if isinstance(data, dict) else data
-    candidates = entries.items() if isinstance(entries, dict) else \
-        ((e.get("name") or e.get("tag") or "", e) for e in entries if isinstance(e, dict))
-    for name, entry in candidates:
-        if not isinstance(entry, dict):
+        from images.build import model_image_tag
+    except ImportError:
+        return []
+    tags = []
+    for mode in ("inference", "training"):
+        try:
+            tags.append(model_image_tag(model, "fp32", mode))
+        except Exception:          # no spec for this model/mode, or specs that do not load
             continue
-        names = {str(name), str(entry.get("name", "")), str(entry.get("model", ""))}
-        tag = str(entry.get("tag", entry.get("ref", "")))
-        if model in names or tag.rsplit("/", 1)[-1].split(":")[0] == model:
-            return {"tag": tag or None, "key": entry.get("key"),
-                    "digest": entry.get("digest") or entry.get("id") or entry.get("image_id")}
+    return tags
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def image_lineage(build: Path, model: str, tags=None) -> dict | None:
+    """The model image's tag, key and id (build/images.json) and pushed digest (build/push.json)."""
+    built, pushed = _read_json(build / "images.json"), _read_json(build / "push.json")
+    for tag in tags if tags is not None else model_image_tags(model):
+        entry = built.get(tag)
+        if isinstance(entry, dict):
+            push = pushed.get(tag) if isinstance(pushed.get(tag), dict) else {}
+            return {"tag": tag, "key": entry.get("key"), "id": entry.get("id"),
+                    "digest": push.get("digest") if push.get("image_id") in (None, entry.get("id")) else None,
+                    "remote": push.get("remote")}
     return None
 
 
@@ -72,7 +86,7 @@ def build_manifest(model: str, export_dir: Path, convert_report: dict | None, be
         "weights_sha256": weights_sha256,
         "artifacts": artifacts,
         "source": git_revision(root),
-        "image": image_lineage(build / "images.json", model),
+        "image": image_lineage(build, model),
         "dataset": {"key": dataset_key or _dataset_key(info, params)},
         "training": {"params": params, "export_key": info.get("key"),
                      "global_step": info.get("global_step")},

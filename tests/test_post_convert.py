@@ -8,7 +8,7 @@ import pytest
 from artifacts import catalog, fetch, release, store as st
 from slim import convert
 from tasks.errors import UserError
-from test_post_fixtures import tiny_saved_model
+from test_post_fixtures import tiny_saved_model, tiny_v1_export
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_parity_gate_rejects_a_corrupted_conversion(export, converted, tmp_path)
     assert good["passed"], good
 
 
-def test_a_failing_conversion_is_reported_and_never_published(export, converted, tmp_path, monkeypatch):
+def test_a_failing_conversion_is_reported_and_never_published(export, converted, tmp_path, monkeypatch, build_dir):
     # the fp16 converter produces a broken model: the report says so and publish refuses it
     real = convert.CONVERTERS["fp16"]
 
@@ -97,7 +97,7 @@ def test_a_failing_conversion_is_reported_and_never_published(export, converted,
     assert m["parity"]["fp16"]["passed"] is False
 
 
-def test_a_file_changed_after_the_gate_is_not_published(export, converted, tmp_path):
+def test_a_file_changed_after_the_gate_is_not_published(export, converted, tmp_path, build_dir):
     out, _ = converted
     copy = tmp_path / "conv"
     shutil.copytree(out, copy)
@@ -117,7 +117,7 @@ def test_nchw_and_dynamic_batch(export, tmp_path):
     assert inp.shape[1:] == [3, 16, 16] and not isinstance(inp.shape[0], int)
 
 
-def test_publish_detects_a_signature_change_and_fetch_gets_a_working_model(export, converted, tmp_path):
+def test_publish_detects_a_signature_change_and_fetch_gets_a_working_model(export, converted, tmp_path, build_dir):
     out, _ = converted
     store = st.open_store(str(tmp_path / "store"))
     m = release.release(store, "tiny", "1.0.0", export_dir=export, convert_dir=out, progress=lambda *_: None)
@@ -144,3 +144,18 @@ def test_publish_detects_a_signature_change_and_fetch_gets_a_working_model(expor
     fetched = convert.onnx_runner(got / "onnx" / "model.fp32.onnx")(images)["probabilities"]
     assert np.max(np.abs(want - fetched)) < 1e-4
     assert (got / "saved_model" / "saved_model.pb").exists() and (got / "parity.json").exists()
+
+
+def test_the_export_stage_layout_converts_and_publishes(tmp_path, build_dir):
+    """slim/export.py's layout: a TF1 SavedModel in saved_model/, export.json beside it."""
+    export = tiny_v1_export(tmp_path / "export")
+    report = convert.convert(export, tmp_path / "c", precisions=("fp32", "fp16"), batch_size=2,
+                             progress=lambda *_: None)
+    assert report["passed"] == ["fp16", "fp32"]
+    assert report["signature"]["inputs"]["images"]["shape"] == [None, 16, 16, 3]
+    store = st.open_store(str(tmp_path / "store"))
+    m = release.release(store, "tiny", "0.1.0", export_dir=export, convert_dir=tmp_path / "c",
+                        progress=lambda *_: None)
+    assert m["training"]["params"] == {"model": "tiny_v1", "batch_size": 8}
+    got = fetch.fetch(store, "tiny", "^0.1", tmp_path / "models")
+    assert (got / "saved_model" / "saved_model.pb").exists() and (got / "export.json").exists()

@@ -40,6 +40,36 @@ def tiny_saved_model(out: Path, *, seed: int = 1, classes: int = 10, size: int =
     return out
 
 
+def tiny_v1_export(out: Path, *, seed: int = 1, classes: int = 10, size: int = 16) -> Path:
+    """The layout `doit export` writes (slim/export.py): a TF1 Builder SavedModel under
+    out/saved_model/ and export.json beside it."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    out = Path(out)
+    with tf.Graph().as_default():
+        images = v1.placeholder(tf.float32, [None, size, size, 3], name="images")
+        w = v1.get_variable("w", initializer=tf.random.stateless_normal([3, 3, 3, 8], seed=[seed, 1]) * 0.5)
+        d = v1.get_variable("d", initializer=tf.random.stateless_normal([8, classes], seed=[seed, 2]))
+        x = tf.reduce_max(tf.nn.relu(tf.nn.conv2d(images, w, 2, "SAME")), [1, 2])
+        logits = tf.identity(tf.matmul(x, d), name="logits")
+        outputs = {"logits": logits, "probabilities": tf.nn.softmax(logits, name="probabilities"),
+                   "classes": tf.argmax(logits, 1, name="classes")}
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            builder = v1.saved_model.Builder(str(out / "saved_model"))
+            builder.add_meta_graph_and_variables(
+                sess, [v1.saved_model.tag_constants.SERVING],
+                signature_def_map={"serving_default": v1.saved_model.predict_signature_def(
+                    inputs={"images": images}, outputs=outputs)}, strip_default_attrs=True)
+            builder.save()
+    (out / "export.json").write_text(json.dumps({
+        "model": "tiny_v1", "input_name": "images", "input_shape": [None, size, size, 3],
+        "num_classes": classes, "labels_offset": 0, "saved_model": "saved_model",
+        "training_params": {"model": "tiny_v1", "batch_size": 8}}))
+    return out
+
+
 def test_tiny_saved_model_has_the_export_signature(tmp_path):
     from slim import convert
 

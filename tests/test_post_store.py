@@ -263,3 +263,19 @@ def test_s3_endpoint_publish_catalog_fetch(tmp_path, s3_store):
     with pytest.raises(UserError, match="checksum mismatch"):
         fetch.fetch(store, "tiny", "1.0.0", tmp_path / "fetched", arch="x86_64")
     assert not (tmp_path / "fetched" / "tiny" / "1.0.0").exists()
+
+
+def test_manifest_image_lineage_from_build_records(tmp_path):
+    from artifacts import release
+
+    tag = "zoobuild:tf-compiled-base-image-recognition-vgg-16-fp32-inference"
+    (tmp_path / "images.json").write_text(json.dumps({tag: {"key": "k" * 64, "id": "sha256:abc", "name": "x"}}))
+    assert release.image_lineage(tmp_path, "vgg_16", tags=[tag]) == {
+        "tag": tag, "key": "k" * 64, "id": "sha256:abc", "digest": None, "remote": None}
+    (tmp_path / "push.json").write_text(json.dumps({tag: {"digest": "sha256:def", "image_id": "sha256:abc",
+                                                          "remote": "127.0.0.1:5000/zoobuild/x:y"}}))
+    assert release.image_lineage(tmp_path, "vgg_16", tags=[tag])["digest"] == "sha256:def"
+    # a push of an older build of that tag is not this image's digest
+    (tmp_path / "push.json").write_text(json.dumps({tag: {"digest": "sha256:old", "image_id": "sha256:zzz"}}))
+    assert release.image_lineage(tmp_path, "vgg_16", tags=[tag])["digest"] is None
+    assert release.image_lineage(tmp_path, "vgg_16", tags=["zoobuild:other"]) is None
