@@ -7,6 +7,7 @@ import sys
 from tasks import lock, paths
 from tasks.engine import *  # noqa: F401,F403
 from tasks.wheel import *  # noqa: F401,F403
+from tasks.images import *  # noqa: F401,F403
 from tasks.data import *  # noqa: F401,F403
 from tasks.publish import *  # noqa: F401,F403
 

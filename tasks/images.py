@@ -1,0 +1,259 @@
+"""Image tasks: specs + partials -> dockerfiles/ -> wheelhouse -> model packages -> images
+-> image tests -> push.  Also init_spec, a scaffold for a new model's spec.
+
+    doit dockerfiles                 # regenerate dockerfiles/ (no engine needed)
+    doit wheelhouse                  # pip download the pinned wheels (+ gosu .deb) the images use
+    doit images                      # build every stale image: images:<name>, one per image
+    doit image_tests                 # run each image's spec'd tests with no network
+    doit push registry=host:port     # push upload_images images (local registry by default)
+    doit init_spec new_model=mobilenet_v1 category=image-recognition modes=training,inference
+
+Variables: specs=DIR (spec directory, default specs), image_args=K=V,K=V (build args that
+win over the specs'), base_image=REF (the Python base image, shared with `doit base_image`).
+"""
+from __future__ import annotations
+
+from tasks import paths
+from tasks.engine import BASE_REF
+from tasks.errors import UserError, guarded
+from tasks.params import Var
+
+__all__ = ["task_dockerfiles", "task_wheelhouse", "task_model_packages", "task_images",
+           "task_image_tests", "task_push", "task_init_spec"]
+
+SPECS = Var("specs", str, "specs", "directory of the image spec files (*.yml)")
+IMAGE_ARGS = Var("image_args", str, "", "build args K=V,K=V that win over the specs' args")
+REGISTRY = Var("registry", str, "", "registry host:port for `doit push` (default: the local one)")
+NEW_MODEL = Var("new_model", str, "", "init_spec: name of the model to scaffold, like mobilenet_v1")
+CATEGORY = Var("category", str, "image-recognition", "init_spec: category slice set the model builds on")
+PRECISIONS = Var("precisions", list, ["fp32"], "init_spec: precisions to scaffold")
+MODES = Var("modes", list, ["training", "inference"], "init_spec: modes to scaffold")
+
+_PLAN = {}
+
+
+def _plan():
+    """The expanded spec set (loaded once per process), or the UserError that loading raised."""
+    from images import build
+
+    cli = build.assemble.parse_cli_args(IMAGE_ARGS.get()) if IMAGE_ARGS.get() else {}
+    if BASE_REF.given():
+        cli["BASE_IMAGE"] = BASE_REF.get()
+    sig = (SPECS.get(), tuple(sorted(cli.items())), str(paths.BUILD))
+    if sig not in _PLAN:
+        try:
+            _PLAN[sig] = build.load_plan(SPECS.get(), cli_args=cli)
+        except UserError as err:
+            _PLAN[sig] = err
+    return _PLAN[sig]
+
+
+def _failed(name: str, err: UserError):
+    def fail():
+        raise err
+
+    task = {"actions": [guarded(fail)], "uptodate": [False]}
+    return task if name is None else {"name": name, **task}
+
+
+def _safe(check):
+    def wrapped(task, values):
+        try:
+            return bool(check())
+        except Exception:
+            return False
+
+    return wrapped
+
+
+# --- dockerfiles ----------------------------------------------------------------------------
+
+def _write_dockerfiles(plan):
+    from images import assemble
+
+    res = assemble.write_dockerfiles(plan.images, paths.ROOT / "dockerfiles")
+    for what in ("written", "removed"):
+        for rel in res[what]:
+            print(f"dockerfiles/{rel}: {what}")
+    print(f"dockerfiles: {len(res['written'])} written, {len(res['unchanged'])} unchanged, "
+          f"{len(res['removed'])} removed")
+
+
+def task_dockerfiles():
+    """Generate dockerfiles/<subdir>/<name>.Dockerfile from specs/ and images/partials/ (no engine)."""
+    plan = _plan()
+    if isinstance(plan, UserError):
+        return _failed(None, plan)
+    from images import assemble
+
+    return {
+        "actions": [guarded(lambda: _write_dockerfiles(plan))],
+        "uptodate": [_safe(lambda: not assemble.out_of_date(plan.images, paths.ROOT / "dockerfiles"))],
+        "verbosity": 2,
+    }
+
+
+# --- wheelhouse -----------------------------------------------------------------------------
+
+def _wheelhouse_key(plan):
+    from images import build, wheelhouse
+    from tasks.keys import file_digest, make_key
+
+    reqs, debs = build.wheelhouse_needs(plan)
+    sel = wheelhouse.selected_wheel_file()
+    return make_key("wheelhouse", code=["images/wheelhouse.py"], params={"requirements": reqs, "debs": debs},
+                    inputs={"lock": file_digest(wheelhouse.lock_path()),
+                            "selected": file_digest(sel) if sel.exists() else "none"})
+
+
+def _fetch_wheelhouse(plan):
+    from images import build, wheelhouse
+    from tasks import keys
+
+    reqs, debs = build.wheelhouse_needs(plan)
+    index = wheelhouse.fetch(reqs, debs, build.wheelhouse_dir())
+    keys.mark_complete(build.wheelhouse_dir(), _wheelhouse_key(plan),
+                       {"wheels": len(index["wheels"]), "debs": len(index["debs"])})
+    print(f"wheelhouse: {len(index['wheels'])} wheels, {len(index['debs'])} debs in {build.wheelhouse_dir()}")
+
+
+def task_wheelhouse():
+    """pip download every pinned wheel the images install (hashes from requirements.lock), plus gosu."""
+    plan = _plan()
+    if isinstance(plan, UserError):
+        return _failed(None, plan)
+
+    def uptodate():
+        from images import build
+        from tasks import keys
+
+        return keys.is_complete(build.wheelhouse_dir(), _wheelhouse_key(plan))
+
+    return {"actions": [guarded(lambda: _fetch_wheelhouse(plan))], "uptodate": [_safe(uptodate)],
+            "verbosity": 2}
+
+
+# --- model packages -------------------------------------------------------------------------
+
+def task_model_packages():
+    """Reproducible model packages (.tar.gz), one per model image, keyed on their content."""
+    plan = _plan()
+    if isinstance(plan, UserError):
+        yield _failed("error", plan)
+        return
+    for img in plan.images:
+        if img.slice.package is None:
+            continue
+
+        def uptodate(img=img):
+            from images import build
+            from tasks import keys
+
+            key = build.package_key(plan, img)
+            return keys.is_complete(keys.run_dir("packages", img.slice.package.name, key), key)
+
+        def make(img=img):
+            from images import build
+
+            print(build.ensure_package(plan, img))
+
+        yield {"name": img.slice.package.name, "actions": [guarded(make)],
+               "uptodate": [_safe(uptodate)], "verbosity": 2,
+               "doc": f"model package {img.slice.package.name}.tar.gz"}
+
+
+# --- images ---------------------------------------------------------------------------------
+
+def task_images():
+    """Build every image whose key changed (parents first); one subtask per image."""
+    plan = _plan()
+    if isinstance(plan, UserError):
+        yield _failed("error", plan)
+        return
+    by_tag = plan.by_tag
+    for img in plan.images:
+        deps = ["dockerfiles"]
+        if img.slice.requirements or img.slice.debs:
+            deps.append("wheelhouse")
+        if img.parent is not None:
+            deps.append(f"images:{by_tag[img.parent].name}")
+        if img.slice.package is not None:
+            deps.append(f"model_packages:{img.slice.package.name}")
+
+        def up(img=img):
+            from images import build
+
+            return build.is_uptodate(plan, img)
+
+        def make(img=img):
+            from images import build
+
+            build.build_image(plan, img)
+
+        yield {"name": img.name, "actions": [guarded(make)], "task_dep": deps,
+               "uptodate": [_safe(up)], "verbosity": 2,
+               "doc": f"{img.tag} from dockerfiles/{img.dockerfile_path}"}
+
+
+def task_image_tests():
+    """Run each image's spec'd tests inside it with no network (keyed on the image id)."""
+    plan = _plan()
+    if isinstance(plan, UserError):
+        yield _failed("error", plan)
+        return
+    from images import imagetest
+
+    for img in plan.images:
+        def run(img=img):
+            from images import imagetest as it
+
+            it.run_tests(img)
+
+        yield {"name": img.name, "actions": [guarded(run)], "task_dep": [f"images:{img.name}"],
+               "uptodate": [_safe_check(imagetest.tests_uptodate(img))], "verbosity": 2,
+               "doc": f"tests of {img.tag}: {', '.join(t.name for t in img.tests) or '(none)'}"}
+
+
+def _safe_check(check):
+    def wrapped(task, values):
+        try:
+            return bool(check(task, values))
+        except Exception:
+            return False
+
+    return wrapped
+
+
+def task_push():
+    """Push the images of upload_images releases to registry=host:port and record digests."""
+    plan = _plan()
+    if isinstance(plan, UserError):
+        yield _failed("error", plan)
+        return
+    for img in plan.images:
+        if not img.upload:
+            continue
+
+        def push(img=img):
+            from images import engine, push as push_mod
+
+            registry = REGISTRY.get() or engine.ensure_registry()
+            push_mod.push_image(engine.client(), img, registry)
+
+        yield {"name": img.name, "actions": [guarded(push)],
+               "task_dep": [f"image_tests:{img.name}"], "uptodate": [False], "verbosity": 2,
+               "doc": f"push {img.tag}"}
+
+
+def task_init_spec():
+    """Scaffold specs/<new_model>_spec.yml (new_model=, category=, precisions=, modes=)."""
+    def init():
+        from images import initspec
+
+        if not NEW_MODEL.get():
+            raise UserError("init_spec needs new_model=<name>, for example new_model=mobilenet_v1")
+        path = initspec.init_spec(NEW_MODEL.get(), CATEGORY.get(), PRECISIONS.get(), MODES.get(),
+                                  spec_dir=paths.ROOT / SPECS.get(), root=paths.ROOT)
+        print(f"wrote {path}; run `doit dockerfiles images` to build it")
+
+    return {"actions": [guarded(init)], "uptodate": [False], "verbosity": 2}
