@@ -305,6 +305,7 @@ def convert(data_dir, out_dir, train_shards: int = layout.DEFAULT_SHARDS["train"
         if not isinstance(value, int) or not 1 <= value <= 99999:
             raise UserError(f"{name}={value!r}: expected an integer from 1 to 99999")
     t0 = time.monotonic()
+    data_dir = os.fspath(data_dir) if isinstance(data_dir, os.PathLike) else str(data_dir)
     index = build_index(data_dir)
     t_index = time.monotonic() - t0
     out = Path(out_dir)

@@ -46,7 +46,7 @@ class Source:
     """The raw files of one data directory, local or behind fsspec."""
 
     def __init__(self, data_dir):
-        self.data_dir = str(data_dir)
+        self.data_dir = os.fspath(data_dir) if isinstance(data_dir, os.PathLike) else str(data_dir)
         if is_url(self.data_dir):
             import fsspec
 

@@ -51,6 +51,9 @@ class SyntheticSet:
     def __fspath__(self) -> str:
         return str(self.path)
 
+    def __str__(self) -> str:
+        return str(self.path)
+
     @property
     def expected_sizes(self) -> dict[str, int]:
         """Examples a converter keeps per split (undecodable images are skipped)."""
