@@ -426,7 +426,7 @@ def chart(res: dict, out: Path) -> None:
     plt.close(fig)
 
 
-def run(cfg: BenchConfig, out_dir) -> dict:
+def run(cfg: BenchConfig, out_dir, chart_png: bool = True) -> dict:
     """Benchmark or score `cfg.model_path`; writes results.json, summary.txt, latency.png."""
     cfg.check()
     out_dir = Path(out_dir)
@@ -436,12 +436,93 @@ def run(cfg: BenchConfig, out_dir) -> dict:
     else:
         body = run_in_process(cfg)
     res = {"config": dataclasses.asdict(cfg), "host": _host(), **body}
-    chart(res, out_dir / "latency.png")
+    if chart_png:        # model images carry no matplotlib: the host draws their chart
+        chart(res, out_dir / "latency.png")
     (out_dir / "summary.txt").write_text(summary_text(res))
     tmp = out_dir / "results.json.tmp"
     tmp.write_text(json.dumps(res, indent=1, sort_keys=True))
     os.replace(tmp, out_dir / "results.json")
     return res
+
+
+# ---------------------------------------------------------------- where it runs (name -> function)
+
+def model_image_tag(model: str) -> str:
+    """The model's inference image (training image when the specs have none)."""
+    from images.build import model_image_tag as tag_for
+
+    errors = []
+    for mode in ("inference", "training"):
+        try:
+            return tag_for(model, "fp32", mode)
+        except UserError as err:
+            errors.append(str(err))
+    raise UserError(errors[0])
+
+
+def _cli_args(cfg: BenchConfig) -> list[str]:
+    args = []
+    for f in dataclasses.fields(BenchConfig):
+        if f.name in ("model_path", "cpus"):
+            continue
+        args += [f"--{f.name.replace('_', '-')}", str(getattr(cfg, f.name))]
+    return args
+
+
+def run_in_image(cfg: BenchConfig, out_dir, image: str | None = None, client=None, echo=print) -> dict:
+    """The same benchmark inside the model's image: repository, model and data mounted read-only
+    at their host paths, out_dir read-write, no network; returns results.json's content."""
+    cfg.check()
+    root = Path(__file__).resolve().parent.parent
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    image = image or model_image_tag(cfg.model or "vgg_16")
+    if client is None:
+        from images.engine import client as docker_client
+        client = docker_client()
+    try:
+        image_id = client.images.get(image).id
+    except Exception:
+        raise UserError(f"image {image} is not built; run `doit images`") from None
+    model = Path(cfg.model_path).resolve()
+    mounts = {str(root): "ro", str(model if model.is_dir() else model.parent): "ro", str(out_dir): "rw"}
+    if cfg.data_dir:
+        mounts.setdefault(str(Path(cfg.data_dir).resolve()), "ro")
+    container = client.containers.run(
+        image, ["python3", "-m", "slim.benchmark", str(model), str(out_dir), "--no-chart"] + _cli_args(cfg),
+        detach=True, network_mode="none", working_dir=str(root),
+        volumes={h: {"bind": h, "mode": m} for h, m in mounts.items()},
+        environment={"LOCAL_USER_ID": str(os.getuid()), "LOCAL_GROUP_ID": str(os.getgid()),
+                     "PYTHONPATH": str(root), "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    try:
+        lines = []
+        for chunk in container.logs(stream=True, follow=True):
+            line = chunk.decode(errors="replace").rstrip("\n")
+            lines.append(line)
+            echo(line)
+        status = container.wait().get("StatusCode", 1)
+    finally:
+        try:
+            container.remove(force=True)
+        except Exception:
+            pass
+    if status != 0 or not (out_dir / "results.json").exists():
+        raise UserError(f"benchmark in {image} exited with status {status}: {(lines or ['no output'])[-1]}")
+    res = json.loads((out_dir / "results.json").read_text())
+    res["runner"] = {"name": "docker", "image": image, "image_id": image_id}
+    (out_dir / "results.json").write_text(json.dumps(res, indent=1, sort_keys=True))
+    chart(res, out_dir / "latency.png")
+    return res
+
+
+def run_local(cfg: BenchConfig, out_dir, echo=print) -> dict:
+    res = run(cfg, out_dir)
+    res["runner"] = {"name": "local"}
+    (Path(out_dir) / "results.json").write_text(json.dumps(res, indent=1, sort_keys=True))
+    return res
+
+
+RUNNERS = {"local": run_local, "docker": run_in_image}
 
 
 def main(argv=None) -> int:
@@ -455,14 +536,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m slim.benchmark", description=__doc__.split("\n")[0])
     ap.add_argument("model_path")
     ap.add_argument("out_dir")
+    ap.add_argument("--no-chart", action="store_true", help="skip latency.png (no matplotlib)")
     for f in dataclasses.fields(BenchConfig):
         if f.name in ("model_path", "cpus"):
             continue
         ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
     a = vars(ap.parse_args(argv))
     out_dir = a.pop("out_dir")
+    chart_png = not a.pop("no_chart")
     try:
-        res = run(BenchConfig(**a), out_dir)
+        res = run(BenchConfig(**a), out_dir, chart_png=chart_png)
     except UserError as err:
         print(f"zoobuild: {err}", file=sys.stderr)
         return 2

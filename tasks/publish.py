@@ -3,6 +3,7 @@
     doit convert model=vgg_16 precisions=fp32,fp16,int8 onnx_batch=1 opset=17
     doit benchmark model=vgg_16 backend=onnx precision=fp16 bench_batch_size=8 cores=2 instances=1
     doit benchmark model=vgg_16 mode=accuracy
+    doit benchmark model=vgg_16 bench_runner=docker          # inside the model's image
     doit publish model=vgg_16 version=1.0.0 store=s3://bucket/zoo
     doit fetch model=vgg_16 version=^1.0 store=s3://bucket/zoo fetch_dir=models/
 
@@ -53,6 +54,8 @@ MAX_IMAGES = Var("max_images", int, 0, "benchmark accuracy mode: stop after this
 SOCKET_ID = Var("socket_id", int, -1, "benchmark: NUMA socket to bind to (-1: none)")
 CORES = Var("cores", int, 0, "benchmark: cores per instance (0: no pinning)")
 INSTANCES = Var("instances", int, 1, "benchmark: concurrent pinned instances")
+BENCH_RUNNER = Var("bench_runner", str, "local", "benchmark: local (this machine) or docker (the model's image)",
+                   choices=("local", "docker"))
 
 VERSION = Var("version", str, "", "publish: X.Y.Z[-YYYYMMDD] or bleedingedge; fetch: ^X.Y, ~X.Y.Z, exact or latest")
 STORE = Var("store", str, "", "artifact store: a directory or file://, s3://, gs:// URL (default build/store)")
@@ -196,14 +199,15 @@ def benchmark_key(model: str) -> keys.Key:
     # an ONNX model is a function of its conversion's key, known before the file exists
     digest = (_export_digest(export_dir(model)) if cfg["backend"] == "tf"
               else f"convert:{convert_key(model).hex}")
-    return keys.make_key("benchmark", code=["slim/benchmark.py"], params=cfg, inputs={"model": digest})
+    return keys.make_key("benchmark", code=["slim/benchmark.py"], params={**cfg, "runner": BENCH_RUNNER.get()},
+                         inputs={"model": digest})
 
 
 def benchmark_dir(model: str) -> Path:
     return keys.run_dir("benchmark", model, benchmark_key(model))
 
 
-def _benchmark(model: str, out: str, key: keys.Key, cfg: dict) -> None:
+def _benchmark(model: str, out: str, key: keys.Key, cfg: dict, runner: str) -> None:
     from slim import benchmark, convert
 
     target = _bench_model_path(model, cfg)
@@ -219,7 +223,7 @@ def _benchmark(model: str, out: str, key: keys.Key, cfg: dict) -> None:
     info = convert.export_info(export_dir(model))
     bc = benchmark.BenchConfig(model_path=str(target), labels_offset=int(info.get("labels_offset") or 0), **cfg)
     with keys.atomic_dir(out) as tmp:
-        res = benchmark.run(bc, tmp)
+        res = benchmark.RUNNERS[runner](bc, tmp)
         keys.mark_complete(tmp, key)
     print(benchmark.summary_text(res), end="")
     print(f"benchmark: results in {out}/results.json, chart {out}/latency.png")
@@ -233,7 +237,7 @@ def task_benchmark():
     out = keys.run_dir("benchmark", model, key)
     yield {
         "name": model,
-        "actions": [(guarded(_benchmark), (model, str(out), key, cfg))],
+        "actions": [(guarded(_benchmark), (model, str(out), key, cfg, BENCH_RUNNER.get()))],
         "task_dep": [f"convert:{model}"] if cfg["backend"] == "onnx" else [],
         "uptodate": [keys.key_uptodate(key, out)],
         "meta": {"key": key},

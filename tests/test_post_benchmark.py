@@ -125,3 +125,23 @@ def test_pinned_instances_run_in_worker_processes(models, tmp_path):
     assert inst[0]["command"][:2] == ["taskset", "-c"]
     assert res["offline"]["throughput_ips"] == pytest.approx(sum(i["offline"]["throughput_ips"] for i in inst))
     assert res["single_stream"]["latency_ms"]["count"] == sum(i["single_stream"]["queries"] for i in inst)
+
+
+@pytest.mark.engine
+def test_benchmark_runs_in_the_model_image(models, tmp_path, docker_client):
+    from conftest import run_doit
+    from images import build
+
+    tag = bm.model_image_tag("vgg_16")
+    name = next(i.name for i in build.load_plan().images if i.tag == tag)
+    run_doit([f"images:{name}"])                 # up to date unless the image was never built
+    _, onnx_file = models
+    for backend, path in (("onnx", onnx_file), ("tf", models[0])):
+        out = tmp_path / backend
+        res = bm.run_in_image(bm.BenchConfig(model_path=str(path), backend=backend, model="vgg_16", cores=1,
+                                             batch_size=2, **_quick()), out, client=docker_client,
+                              echo=lambda *_: None)
+        assert res["runner"]["image"] == tag and res["runner"]["image_id"].startswith("sha256:")
+        assert res["offline"]["throughput_ips"] > 0 and res["instances"][0]["command"][:2] == ["taskset", "-c"]
+        assert json.loads((out / "results.json").read_text())["runner"]["name"] == "docker"
+        assert (out / "latency.png").exists() and "images/s" in (out / "summary.txt").read_text()
