@@ -102,15 +102,16 @@ def render(c: int, num_classes: int, rng: np.random.Generator, image_size: int,
     # background: a soft random gradient between two dull colours
     c0, c1 = rng.uniform(40, 140, size=(2, 3))
     t = (xx / w * rng.uniform(-1, 1) + yy / h * rng.uniform(-1, 1))[..., None]
-    img = c0 + (c1 - c0) * (t - t.min()) / (np.ptp(t) + 1e-6)
+    img = (c0 + (c1 - c0) * (t - t.min()) / (np.ptp(t) + 1e-6)).astype(np.float32)
     r = rng.uniform(0.22, 0.42) * min(w, h)
     cx = rng.uniform(r, w - r)
     cy = rng.uniform(r, h - r)
     m = _mask(_SHAPES[c % len(_SHAPES)], (xx - cx) / r, (yy - cy) / r)
     shade = rng.uniform(0.85, 1.1)
     img[m] = np.clip(class_colour(c, num_classes) * shade, 0, 255)
-    if noise:
-        img = img + rng.normal(0.0, noise, size=img.shape)
+    if noise:  # sensor-like grain; uniform integers are cheap and give JPEGs a realistic size
+        k = int(noise * 1.7)
+        img += rng.integers(-k, k + 1, size=img.shape, dtype=np.int16).astype(np.float32)
     box = (int(cx - r), int(cy - r), int(np.ceil(cx + r)), int(np.ceil(cy + r)))
     return np.clip(img, 0, 255).astype(np.uint8), box
 
@@ -194,15 +195,78 @@ class _AtomicFile:
             self.tmp.unlink(missing_ok=True)
 
 
+def _synset_tar(job):
+    """One class's inner tar, its box XMLs and the dirty files in it."""
+    c, synset, per_class, dirty_slots, (num_classes, image_size, noise, quality, seed, box_every, dirty) = job
+    buf = io.BytesIO()
+    xmls, dirty_files, bad = [], {}, []
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as inner:
+        for i in range(per_class):
+            rng = np.random.default_rng([seed, 0, c, i])
+            arr, box = render(c, num_classes, rng, image_size, noise)
+            kind = dirty_slots.get((c, i), "jpeg")
+            stem = f"{synset}_{i + 1}"
+            _add(inner, f"{stem}.JPEG", _encode(arr, kind, quality, rng))
+            if kind != "jpeg":
+                dirty_files[f"{stem}.JPEG"] = kind
+            if box_every and i % box_every == 0:
+                size = (arr.shape[1], arr.shape[0])
+                if dirty and i == 0 and c in (0, 1):
+                    # ImageNet has boxes past the border and with min/max swapped
+                    x0, y0, x1, y1 = box
+                    box = (x1, y0, x0, y1 + size[1]) if c == 0 else (x0 - 20, y1, x1, y0)
+                    bad.append(stem)
+                xmls.append((f"{synset}/{stem}.xml", _voc_xml(synset, stem, size, box)))
+    return synset, buf.getvalue(), xmls, dirty_files, bad
+
+
+def _val_images(job):
+    slots, dirty_slots, (num_classes, image_size, noise, quality, seed, _, _) = job
+    out = []
+    for c, i in slots:
+        rng = np.random.default_rng([seed, 2, c, i])
+        arr, _ = render(c, num_classes, rng, image_size, noise)
+        kind = dirty_slots.get((c, i), "jpeg")
+        out.append((_encode(arr, kind, quality, rng), kind))
+    return out
+
+
+class _Serial:
+    def __call__(self, fn, jobs):
+        return map(fn, jobs)
+
+    def close(self):
+        pass
+
+
+class _Parallel:
+    def __init__(self, workers: int):
+        import multiprocessing
+
+        self.pool = multiprocessing.get_context("spawn").Pool(workers)
+
+    def __call__(self, fn, jobs):
+        return self.pool.imap(fn, jobs)  # ordered: the archives come out the same
+
+    def close(self):
+        self.pool.terminate()
+
+
+def _pool(workers: int):
+    return _Parallel(workers) if workers and workers > 1 else _Serial()
+
+
 def make_mini_ilsvrc(out_dir, num_classes: int = 10, train_per_class: int = 40,
                      val_per_class: int = 10, image_size: int = 144, seed: int = 0,
                      dirty: bool = False, *, synsets=None, jpeg_quality: int = 90,
-                     noise: float = 6.0, box_every: int = 2, progress=None) -> SyntheticSet:
+                     noise: float = 6.0, box_every: int = 2, workers: int = 1,
+                     progress=None) -> SyntheticSet:
     """Write a mini ILSVRC2012 into out_dir (see module doc).  Deterministic.
 
     synsets: class ids to use (default: synthetic `nXXXXXXXX` ids); benchmarks pass
     real ImageNet ids so other ImageNet tools accept the tars.  box_every: every
     n-th training image gets a bounding-box XML (ImageNet annotates about 40%).
+    workers > 1 renders classes in that many processes; the bytes do not change.
     """
     if num_classes < 1 or train_per_class < 1 or val_per_class < 0:
         raise ValueError("num_classes and train_per_class must be >= 1, val_per_class >= 0")
@@ -215,51 +279,42 @@ def make_mini_ilsvrc(out_dir, num_classes: int = 10, train_per_class: int = 40,
     dirty_val = _dirty_slots(DIRTY_VAL, num_classes, val_per_class) if dirty else {}
     result = SyntheticSet(out, sorted(synsets), num_classes * train_per_class,
                           num_classes * val_per_class)
+    opts = (num_classes, image_size, noise, jpeg_quality, seed, box_every, dirty)
     xmls = []  # (member name, bytes)
     done = 0
-    with _AtomicFile(out / layout.TRAIN_TAR) as f, \
-            tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT) as outer:
-        for c, synset in enumerate(synsets):
-            buf = io.BytesIO()
-            with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as inner:
-                for i in range(train_per_class):
-                    rng = np.random.default_rng([seed, 0, c, i])
-                    arr, box = render(c, num_classes, rng, image_size, noise)
-                    kind = dirty_train.get((c, i), "jpeg")
-                    stem = f"{synset}_{i + 1}"
-                    _add(inner, f"{stem}.JPEG", _encode(arr, kind, jpeg_quality, rng))
-                    if kind != "jpeg":
-                        result.dirty[f"{stem}.JPEG"] = kind
-                    if box_every and i % box_every == 0:
-                        size = (arr.shape[1], arr.shape[0])
-                        if dirty and i == 0 and c in (0, 1):
-                            # ImageNet has boxes past the border and with min/max swapped
-                            x0, y0, x1, y1 = box
-                            box = (x1, y0, x0, y1 + size[1]) if c == 0 else (x0 - 20, y1, x1, y0)
-                            result.bad_boxes.append(stem)
-                        xmls.append((f"{synset}/{stem}.xml", _voc_xml(synset, stem, size, box)))
-                    done += 1
-                    if progress:
-                        progress(done)
-            _add(outer, f"{synset}.tar", buf.getvalue())
+    pool = _pool(workers)
+    try:
+        train_jobs = [(c, synset, train_per_class, dirty_train, opts) for c, synset in enumerate(synsets)]
+        with _AtomicFile(out / layout.TRAIN_TAR) as f, \
+                tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT) as outer:
+            for synset, tar_bytes, class_xmls, class_dirty, class_bad in pool(_synset_tar, train_jobs):
+                _add(outer, f"{synset}.tar", tar_bytes)
+                xmls += class_xmls
+                result.dirty.update(class_dirty)
+                result.bad_boxes += class_bad
+                done += train_per_class
+                if progress:
+                    progress(done)
 
-    order = np.random.default_rng([seed, 1]).permutation(num_classes * val_per_class)
-    val_labels = []
-    with _AtomicFile(out / layout.VAL_TAR) as f, \
-            tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for n, k in enumerate(order, start=1):
-            c, i = divmod(int(k), val_per_class)
-            rng = np.random.default_rng([seed, 2, c, i])
-            arr, _ = render(c, num_classes, rng, image_size, noise)
-            kind = dirty_val.get((c, i), "jpeg")
-            name = f"ILSVRC2012_val_{n:08d}.JPEG"
-            _add(tar, name, _encode(arr, kind, jpeg_quality, rng))
-            if kind != "jpeg":
-                result.dirty[name] = kind
-            val_labels.append(synsets[c])
-            done += 1
-            if progress:
-                progress(done)
+        order = np.random.default_rng([seed, 1]).permutation(num_classes * val_per_class)
+        slots = [divmod(int(k), val_per_class) for k in order]
+        chunks = [(slots[i:i + 64], dirty_val, opts) for i in range(0, len(slots), 64)]
+        val_labels = [synsets[c] for c, _ in slots]
+        n = 0
+        with _AtomicFile(out / layout.VAL_TAR) as f, \
+                tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT) as tar:
+            for images in pool(_val_images, chunks):
+                for data, kind in images:
+                    n += 1
+                    name = f"ILSVRC2012_val_{n:08d}.JPEG"
+                    _add(tar, name, data)
+                    if kind != "jpeg":
+                        result.dirty[name] = kind
+                done += len(images)
+                if progress:
+                    progress(done)
+    finally:
+        pool.close()
 
     with _AtomicFile(out / layout.BBOX_TAR) as f:
         with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz, \
