@@ -1,0 +1,69 @@
+"""train_image_classifier's options: one table of (name, type, default, help).
+
+Plain data (no TensorFlow) so the doit task creators can declare typed
+variables from it. Defaults are research/slim's, except where noted:
+  * model_name -> ``model`` (default vgg_16, the zoo's reference net)
+  * max_number_of_steps -> ``steps``; slim runs forever by default, we stop at
+    20 so the main job finishes in minutes on a CPU; batch_size 8 (slim: 32)
+    for the same reason.
+  * optional values slim leaves at None are "" / 0 / [] here (0 = off).
+"""
+
+TRAIN_OPTIONS = [
+    # name, type, default, help, choices
+    ("batch_size", int, 4, "images per training step (slim: 32)", None),
+    ("steps", int, 10, "max_number_of_steps: stop at this global step", None),
+    ("train_image_size", int, 0, "input size; 0 = the net's default", None),
+    ("preprocessing", str, "", "preprocessing_name; '' = the net's own (vgg|inception)",
+     ("", "vgg", "inception")),
+    ("use_grayscale", bool, False, "convert images to grayscale (3 channels kept)", None),
+    ("labels_offset", int, 0, "subtract from labels (1 drops the background class)", None),
+    ("dataset_split_name", str, "train", "split to train on", ("train", "validation")),
+    ("weight_decay", float, 0.00004, "L2 weight decay", None),
+    ("batch_norm_decay", float, 0.0, "batch-norm moving-average decay (0 = the net's)", None),
+    ("optimizer", str, "rmsprop", "optimizer",
+     ("adadelta", "adagrad", "adam", "ftrl", "momentum", "rmsprop", "sgd")),
+    ("adadelta_rho", float, 0.95, "adadelta decay", None),
+    ("adagrad_initial_accumulator_value", float, 0.1, "adagrad start accumulator", None),
+    ("adam_beta1", float, 0.9, "adam 1st-moment decay", None),
+    ("adam_beta2", float, 0.999, "adam 2nd-moment decay", None),
+    ("opt_epsilon", float, 1.0, "epsilon of adadelta/adam/rmsprop", None),
+    ("ftrl_learning_rate_power", float, -0.5, "ftrl learning-rate power", None),
+    ("ftrl_initial_accumulator_value", float, 0.1, "ftrl start accumulator", None),
+    ("ftrl_l1", float, 0.0, "ftrl L1 strength", None),
+    ("ftrl_l2", float, 0.0, "ftrl L2 strength", None),
+    ("momentum", float, 0.9, "momentum of the momentum optimizer", None),
+    ("rmsprop_momentum", float, 0.9, "rmsprop momentum", None),
+    ("rmsprop_decay", float, 0.9, "rmsprop decay", None),
+    ("learning_rate_decay_type", str, "exponential", "learning-rate schedule",
+     ("fixed", "exponential", "polynomial")),
+    ("learning_rate", float, 0.01, "initial learning rate", None),
+    ("end_learning_rate", float, 0.0001, "polynomial decay's final rate", None),
+    ("learning_rate_decay_factor", float, 0.94, "exponential decay factor", None),
+    ("num_epochs_per_decay", float, 2.0, "epochs between decays", None),
+    ("warmup_epochs", float, 0.0, "linear learning-rate warm-up (0 = none)", None),
+    ("label_smoothing", float, 0.0, "label smoothing", None),
+    ("moving_average_decay", float, 0.0, "variable moving-average decay (0 = off)", None),
+    ("sync_replicas", bool, False, "synchronous replicas (distributed)", None),
+    ("replicas_to_aggregate", int, 1, "gradients to aggregate per step (sync)", None),
+    ("checkpoint_path", str, "", "fine-tune from this checkpoint (file or dir)", None),
+    ("checkpoint_exclude_scopes", list, [], "scopes not restored from checkpoint_path", None),
+    ("trainable_scopes", list, [], "train only these scopes (empty = all)", None),
+    ("ignore_missing_vars", bool, False, "skip variables missing from checkpoint_path", None),
+    ("log_every_n_steps", int, 10, "progress/history interval in steps", None),
+    ("save_summaries_secs", int, 600, "TensorBoard summary interval (s)", None),
+    ("save_interval_secs", int, 600, "checkpoint interval (s)", None),
+    ("save_interval_steps", int, 0, "checkpoint every N steps (0 = use secs)", None),
+    ("shuffle_seed", int, 0, "input shuffle seed (0 = random)", None),
+]
+
+EVAL_OPTIONS = [
+    ("eval_batch_size", int, 50, "images per eval batch (slim: 100)", None),
+    ("max_num_batches", int, 0, "stop after N batches (0 = whole split)", None),
+    ("eval_split_name", str, "validation", "split to evaluate", ("train", "validation")),
+    ("eval_image_size", int, 0, "eval input size; 0 = train_image_size or the net's", None),
+]
+
+
+def defaults(table=TRAIN_OPTIONS):
+    return {name: (list(d) if isinstance(d, list) else d) for name, _, d, _, _ in table}

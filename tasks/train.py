@@ -1,0 +1,269 @@
+"""Training, evaluation and export of the slim nets.
+
+    doit train model=vgg_16                           # the embedded synthetic set
+    doit train model=resnet_v1_50 steps=100 batch_size=16 dataset_dir=DIR
+    doit eval model=vgg_16                            # top-1/top-5 JSON beside the checkpoint
+    doit export model=vgg_16                          # SavedModel + frozen GraphDef
+    doit train model=vgg_16 runner=docker             # inside the model's image
+    doit train model=vgg_16 cluster=cluster.json sync_replicas=true   # ps/worker, local launcher
+
+Every option of research/slim's train_image_classifier is a typed variable
+(see slim/options.py for the table and its defaults). Subtasks are named by
+model (`train:vgg_16`); the model comes from `model=` or from a subtask named
+on the command line (`doit eval:inception_v3`).
+
+Outputs: build/train/<model>/<key12>/ (checkpoints, TensorBoard events,
+history.jsonl, train.json, eval.json), build/eval/<model>/<key12>/eval.json,
+build/export/<model>/<key12>/ (saved_model/, frozen_graph.pb, export.json).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from slim.nets import MODEL_NAMES
+from slim.options import EVAL_OPTIONS, TRAIN_OPTIONS
+from slim.runners import RUNNER_NAMES
+from tasks import keys, paths
+from tasks.errors import UserError, guarded
+from tasks.params import Var
+
+__all__ = ["task_train", "task_eval", "task_export"]
+
+STAGES = ("train", "eval", "export")
+
+MODEL = Var("model", str, "vgg_16", "net to train/evaluate/export", choices=MODEL_NAMES)
+DATASET_DIR = Var("dataset_dir", str, "",
+                  "slim TFRecords directory; empty: the embedded synthetic set")
+RUNNER = Var("runner", str, "local", "local: this process; docker: the model's image",
+             choices=RUNNER_NAMES)
+CLUSTER = Var("cluster", str, "",
+              "cluster description (JSON/YAML ps+worker host:port) for ps/worker training")
+OPTIONS = {name: Var(name, typ, default, help_, choices=choices)
+           for name, typ, default, help_, choices in TRAIN_OPTIONS}
+EVAL = {name: Var(name, typ, default, help_, choices=choices)
+        for name, typ, default, help_, choices in EVAL_OPTIONS}
+
+# The code each stage runs (its digest is part of the stage's key).
+_COMMON_CODE = ["slim/compat.py", "slim/nets", "slim/preprocessing", "slim/options.py",
+                "slim/inputs.py", "slim/train.py", "slim/cli.py", "datasets/reader.py",
+                "datasets/layout.py"]
+TRAIN_CODE = _COMMON_CODE + ["slim/optimizers.py", "slim/distributed.py"]
+EVAL_CODE = _COMMON_CODE + ["slim/eval.py"]
+EXPORT_CODE = _COMMON_CODE + ["slim/eval.py", "slim/export.py"]
+
+
+def selected_models(argv=None) -> list[str]:
+    """model= plus any `train:<m>` / `eval:<m>` / `export:<m>` named on the command line."""
+    argv = sys.argv[1:] if argv is None else argv
+    out = [MODEL.get()]
+    for word in argv:
+        stage, _, name = word.partition(":")
+        if stage in STAGES and name in MODEL_NAMES and name not in out:
+            out.append(name)
+    return out
+
+
+def train_params(model: str) -> dict:
+    return {"model": model, **{n: v.get() for n, v in OPTIONS.items()}}
+
+
+def eval_params() -> dict:
+    return {n: v.get() for n, v in EVAL.items()}
+
+
+def dataset_dir() -> Path:
+    if DATASET_DIR.get():
+        return Path(DATASET_DIR.get()).resolve()
+    from tasks.data import default_tfrecords_dir
+    return Path(default_tfrecords_dir())
+
+
+def _dataset_digest() -> str:
+    if DATASET_DIR.get():
+        d = Path(DATASET_DIR.get())
+        if not d.is_dir():
+            raise UserError(f"dataset_dir={DATASET_DIR.get()}: not a directory; expected slim "
+                            "TFRecords (train-*-of-*, validation-*-of-*, labels.txt)")
+        return keys.tree_digest(d)
+    from tasks.data import tfrecords_key
+    return tfrecords_key().hex
+
+
+def _dataset_task_dep() -> list[str]:
+    if DATASET_DIR.get():
+        return []
+    from tasks.data import TFRECORDS_TASK
+    return [TFRECORDS_TASK]
+
+
+@functools.lru_cache(maxsize=None)
+def _train_key(model: str, params_json: str, dataset: str, runner: str, cluster: str) -> keys.Key:
+    inputs = {"dataset": dataset}
+    if cluster:
+        try:
+            inputs["cluster"] = keys.file_digest(cluster)
+        except OSError:
+            raise UserError(f"cluster={cluster}: cannot read the cluster description") from None
+    return keys.make_key("train", code=TRAIN_CODE,
+                         params={**json.loads(params_json), "runner": runner,
+                                 "distributed": bool(cluster)},
+                         inputs=inputs)
+
+
+def train_key(model: str) -> keys.Key:
+    return _train_key(model, keys.canonical(train_params(model)), _dataset_digest(),
+                      RUNNER.get(), CLUSTER.get())
+
+
+def train_dir(model: str) -> Path:
+    return keys.run_dir("train", model, train_key(model))
+
+
+def eval_key(model: str) -> keys.Key:
+    return keys.make_key("eval", code=EVAL_CODE, params=eval_params(),
+                         inputs={"train": train_key(model).hex, "dataset": _dataset_digest()})
+
+
+def eval_dir(model: str) -> Path:
+    return keys.run_dir("eval", model, eval_key(model))
+
+
+def export_key(model: str) -> keys.Key:
+    return keys.make_key("export", code=EXPORT_CODE,
+                         params={"eval_image_size": EVAL["eval_image_size"].get()},
+                         inputs={"train": train_key(model).hex})
+
+
+def export_dir(model: str) -> Path:
+    """Where `doit export model=<model>` puts the SavedModel for the current variables:
+    saved_model/, frozen_graph.pb and export.json (model, input shape, classes, params, key)."""
+    return keys.run_dir("export", model, export_key(model))
+
+
+def _job(model: str, **more) -> dict:
+    return {"cfg": {**train_params(model), **eval_params()}, "dataset_dir": str(dataset_dir()),
+            "train_dir": str(train_dir(model)), **more}
+
+
+# --- actions -------------------------------------------------------------------------------
+
+def _train(model, job, key, runner, cluster):
+    from slim import runners
+    outdir = Path(job["train_dir"])
+    outdir.mkdir(parents=True, exist_ok=True)
+    if not (outdir / "checkpoint").exists():
+        print(f"train {model}: new run in {outdir}")
+    else:
+        print(f"train {model}: resuming from the last checkpoint in {outdir}")
+    runners.run(runner, "train", job, outdir, cluster=cluster or None)
+    summary = json.loads((outdir / "train.json").read_text())
+    if summary.get("global_step", 0) < job["cfg"]["steps"]:
+        raise UserError(f"train {model}: stopped at step {summary.get('global_step')} "
+                        f"of {job['cfg']['steps']}")
+    keys.mark_complete(outdir, key, {"global_step": summary["global_step"],
+                                     "final_loss": summary["final_loss"]})
+
+
+def _eval(model, job, key, runner):
+    from slim import runners
+    outdir = Path(job["out"]).parent
+    with keys.atomic_dir(outdir) as tmp:
+        tmp_job = dict(job, out=str(tmp / "eval.json"))
+        runners.run(runner, "eval", tmp_job, tmp)
+        (tmp / "job.json").unlink(missing_ok=True)
+        keys.mark_complete(tmp, key)
+    beside = Path(job["train_dir"]) / "eval.json"   # beside the checkpoint, for people
+    shutil.copyfile(outdir / "eval.json", beside.with_suffix(".json.tmp"))
+    beside.with_suffix(".json.tmp").replace(beside)
+
+
+def _export(model, job, key, runner):
+    from slim import runners
+    outdir = Path(job["out"])
+    with keys.atomic_dir(outdir) as tmp:
+        tmp_job = dict(job, out=str(tmp), extra={**job["extra"], "export_dir": str(outdir)})
+        runners.run(runner, "export", tmp_job, tmp)
+        (tmp / "job.json").unlink(missing_ok=True)
+        keys.mark_complete(tmp, key)
+
+
+def _fail(err: UserError):
+    def action():
+        raise err
+    return action
+
+
+def _clean(outdir):
+    def clean():
+        shutil.rmtree(outdir, ignore_errors=True)
+    return clean
+
+
+# --- task creators -------------------------------------------------------------------------
+
+def task_train():
+    """Train a slim net (vars: model, steps, batch_size, optimizer, learning_rate, ... see README)."""
+    for model in selected_models():
+        try:
+            key, outdir = train_key(model), train_dir(model)
+            job = _job(model)
+        except UserError as err:
+            yield {"name": model, "actions": [guarded(_fail(err))], "verbosity": 2}
+            continue
+        yield {
+            "name": model,
+            "doc": f"train {model} for {OPTIONS['steps'].get()} steps -> {outdir}",
+            "actions": [(guarded(_train), (model, job, key, RUNNER.get(), CLUSTER.get()))],
+            "uptodate": [keys.key_uptodate(key, outdir)],
+            "task_dep": _dataset_task_dep(),
+            "clean": [_clean(outdir)],
+            "meta": {"key": key},
+            "verbosity": 2,
+        }
+
+
+def task_eval():
+    """Top-1/top-5 of the trained net on the validation split (vars: model, eval_batch_size, ...)."""
+    for model in selected_models():
+        try:
+            key, outdir = eval_key(model), eval_dir(model)
+            job = _job(model, out=str(outdir / "eval.json"))
+        except UserError as err:
+            yield {"name": model, "actions": [guarded(_fail(err))], "verbosity": 2}
+            continue
+        yield {
+            "name": model,
+            "doc": f"evaluate {model} -> {outdir}/eval.json",
+            "actions": [(guarded(_eval), (model, job, key, RUNNER.get()))],
+            "uptodate": [keys.key_uptodate(key, outdir)],
+            "task_dep": [f"train:{model}"],
+            "clean": [_clean(outdir)],
+            "meta": {"key": key},
+            "verbosity": 2,
+        }
+
+
+def task_export():
+    """SavedModel (serving signature) + frozen GraphDef of the trained net (var: model)."""
+    for model in selected_models():
+        try:
+            key, outdir = export_key(model), export_dir(model)
+            job = _job(model, out=str(outdir),
+                       extra={"key": key.hex, "train_key": train_key(model).hex})
+        except UserError as err:
+            yield {"name": model, "actions": [guarded(_fail(err))], "verbosity": 2}
+            continue
+        yield {
+            "name": model,
+            "doc": f"export {model} -> {outdir}",
+            "actions": [(guarded(_export), (model, job, key, RUNNER.get()))],
+            "uptodate": [keys.key_uptodate(key, outdir)],
+            "task_dep": [f"train:{model}"],
+            "clean": [_clean(outdir)],
+            "meta": {"key": key},
+            "verbosity": 2,
+        }

@@ -1,0 +1,185 @@
+"""Training, evaluation, export: in-process through slim.*, end to end through doit."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import DOIT, ROOT, run_doit
+from test_slim_common import NUM_CLASSES, SMALL, dataset_dir, read_history  # noqa: F401
+
+MODEL = SMALL["model"]
+DOIT_VARS = [f"model={MODEL}", "train_image_size=64", "batch_size=8", "optimizer=momentum",
+             "learning_rate=0.01", "batch_norm_decay=0.9", "log_every_n_steps=2",
+             "save_summaries_secs=1", "eval_batch_size=20"]
+
+
+@pytest.mark.slow
+def test_it_learns_clearly_above_chance(dataset_dir, tmp_path):
+    """100 steps of mobilenet_v1_025 at 64x64: top-1 on held-out images far above chance."""
+    from slim import eval as slim_eval, train
+
+    summary = train.train({**SMALL, "steps": 100}, dataset_dir, tmp_path / "run")
+    assert summary["global_step"] == 100
+    result = slim_eval.evaluate(SMALL, dataset_dir, tmp_path / "run")
+    chance = 1.0 / NUM_CLASSES
+    assert result["num_examples"] == NUM_CLASSES * 12
+    assert result["top1"] >= 2.5 * chance, result
+    assert result["top5"] >= result["top1"]
+    start = slim_eval.evaluate(SMALL, dataset_dir, tmp_path / "run" / "model.ckpt-0")
+    assert result["loss"] < start["loss"]
+
+
+def test_options_run_and_finished_run_does_nothing(dataset_dir, tmp_path):
+    """Moving averages, label smoothing, polynomial decay with warm-up, adam, grayscale;
+    eval restores the averaged weights; a second call with the target reached trains nothing."""
+    from slim import eval as slim_eval, train
+
+    cfg = {**SMALL, "steps": 4, "moving_average_decay": 0.99, "label_smoothing": 0.1,
+           "learning_rate_decay_type": "polynomial", "warmup_epochs": 0.5,
+           "optimizer": "adam", "use_grayscale": True, "preprocessing": "vgg",
+           "save_summaries_secs": 1}
+    run = tmp_path / "run"
+    first = train.train(cfg, dataset_dir, run)
+    assert first["global_step"] == 4 and first["preprocessing"] == "vgg"
+    names = {n for n, _ in __import__("tensorflow").train.list_variables(first["checkpoint"])}
+    assert any(n.endswith("ExponentialMovingAverage") for n in names)
+    result = slim_eval.evaluate(cfg, dataset_dir, run, out_json=run / "eval.json")
+    assert json.loads((run / "eval.json").read_text())["top1"] == result["top1"]
+    again = train.train(cfg, dataset_dir, run)
+    assert again["steps_this_run"] == 0 and again["global_step"] == 4
+
+    import tensorflow as tf
+    tags = set()
+    for ev in (run).glob("events.out.tfevents.*"):
+        for e in tf.compat.v1.train.summary_iterator(str(ev)):
+            tags.update(v.tag for v in e.summary.value)
+    assert {"losses/total_loss", "learning_rate", "accuracy"} <= tags
+
+
+def test_fine_tuning_restores_excludes_and_freezes(dataset_dir, tmp_path):
+    """checkpoint_path + checkpoint_exclude_scopes + trainable_scopes + labels_offset:
+    a new 5-class head on a 6-class trunk; the frozen trunk keeps the restored weights."""
+    import tensorflow as tf
+    from slim import train
+
+    base = train.train({**SMALL, "steps": 3}, dataset_dir, tmp_path / "base")
+    tuned = train.train({**SMALL, "steps": 3, "labels_offset": 1,
+                         "checkpoint_path": str(tmp_path / "base"),
+                         "checkpoint_exclude_scopes": ["MobilenetV1/Logits"],
+                         "trainable_scopes": ["MobilenetV1/Logits"]},
+                        dataset_dir, tmp_path / "tuned")
+    assert tuned["num_classes"] == NUM_CLASSES
+    trunk = "MobilenetV1/Conv2d_0/weights"
+    head = "MobilenetV1/Logits/Conv2d_1c_1x1/weights"
+    assert np.array_equal(tf.train.load_variable(base["checkpoint"], trunk),
+                          tf.train.load_variable(tuned["checkpoint"], trunk))
+    assert tf.train.load_variable(base["checkpoint"], head).shape[-1] == NUM_CLASSES + 1
+    assert tf.train.load_variable(tuned["checkpoint"], head).shape[-1] == NUM_CLASSES
+
+
+def _doit_env(build_dir):
+    return {"ZOOBUILD_BUILD_DIR": str(build_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+@pytest.mark.slow
+def test_doit_train_eval_export_end_to_end(dataset_dir, build_dir, monkeypatch):
+    args = DOIT_VARS + ["steps=6", f"dataset_dir={dataset_dir}"]
+    env = _doit_env(build_dir)
+    res = run_doit(["train", "eval", "export"] + args, env=env)
+    out = res.stdout + res.stderr
+    assert f"train:{MODEL}" in out and f"export:{MODEL}" in out
+
+    train_dirs = list((build_dir / "train" / MODEL).iterdir())
+    assert len(train_dirs) == 1
+    tdir = train_dirs[0]
+    assert (tdir / ".complete.json").exists()
+    ev = json.loads((tdir / "eval.json").read_text())          # beside the checkpoint
+    assert ev["global_step"] == 6 and 0.0 <= ev["top1"] <= ev["top5"] <= 1.0
+    assert ev["num_examples"] == NUM_CLASSES * 12
+
+    # export_dir() resolves the same path for the same variables
+    from doit import doit_cmd
+    import tasks.train as tt
+    monkeypatch.setattr(doit_cmd, "_CMDLINE_VARS",
+                        dict(a.split("=", 1) for a in args), raising=False)
+    edir = tt.export_dir(MODEL)
+    assert edir.parent == build_dir / "export" / MODEL and (edir / ".complete.json").exists()
+    meta = json.loads((edir / "export.json").read_text())
+    assert meta["model"] == MODEL and meta["input_shape"] == [None, 64, 64, 3]
+    assert meta["num_classes"] == NUM_CLASSES + 1 and meta["key"] == tt.export_key(MODEL).hex
+    assert meta["training_params"]["steps"] == 6
+
+    import tensorflow as tf
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 64, 64, 3)).astype(np.float32)
+    sig = tf.saved_model.load(str(edir / "saved_model")).signatures["serving_default"]
+    assert set(sig.structured_input_signature[1]) == {"images"}
+    got = {k: v.numpy() for k, v in sig(images=tf.constant(x)).items()}
+    assert got["logits"].shape == (3, NUM_CLASSES + 1)
+    assert np.allclose(got["probabilities"].sum(1), 1.0, atol=1e-5)
+    assert (got["classes"] == got["logits"].argmax(1)).all()
+    gd = tf.compat.v1.GraphDef()
+    gd.ParseFromString((edir / "frozen_graph.pb").read_bytes())
+    assert not any(n.op in ("VariableV2", "VarHandleOp") for n in gd.node)
+    with tf.Graph().as_default() as g:
+        tf.compat.v1.import_graph_def(gd, name="")
+        with tf.compat.v1.Session(graph=g) as sess:
+            probs = sess.run("probabilities:0", {"images:0": x})
+    assert np.allclose(probs, got["probabilities"], atol=1e-4)
+
+    # same key: nothing runs again
+    again = run_doit(["train", "eval", "export"] + args, env=env)
+    text = again.stdout + again.stderr
+    for stage in ("train", "eval", "export"):
+        assert f"-- {stage}:{MODEL}" in text, text
+    assert "step " not in text
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_last_checkpoint(dataset_dir, build_dir):
+    args = DOIT_VARS + ["steps=150", "save_interval_steps=10", f"dataset_dir={dataset_dir}"]
+    env = dict(os.environ, **_doit_env(build_dir))
+    proc = subprocess.Popen(DOIT + ["train"] + args, cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt_state = None
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and proc.poll() is None:
+            states = list((build_dir / "train" / MODEL).glob("*/checkpoint"))
+            if states and "model.ckpt-0\"" not in states[0].read_text().splitlines()[0]:
+                ckpt_state = states[0]
+                break
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert ckpt_state is not None, "no checkpoint after step 0 appeared"
+    tdir = ckpt_state.parent
+    assert not (tdir / ".complete.json").exists()
+    import tensorflow as tf
+    saved_at = int(tf.train.load_variable(tf.train.latest_checkpoint(str(tdir)), "global_step"))
+    assert 0 < saved_at < 150
+
+    res = run_doit(["train"] + args, env=_doit_env(build_dir))
+    assert "resuming" in res.stdout + res.stderr
+    summary = json.loads((tdir / "train.json").read_text())
+    assert summary["global_step"] == 150
+    assert summary["steps_this_run"] <= 150 - saved_at
+    assert (tdir / ".complete.json").exists()
+    assert read_history(tdir)[-1]["step"] > saved_at
+
+
+def test_bad_input_is_one_line(dataset_dir, build_dir, tmp_path):
+    res = run_doit(["train", "model=vgg_17"], env=_doit_env(build_dir), check=False)
+    assert res.returncode != 0 and "vgg_16" in res.stderr and "vgg_17" in res.stderr
+    res = run_doit(["train", f"dataset_dir={tmp_path / 'nope'}"], env=_doit_env(build_dir),
+                   check=False)
+    assert res.returncode != 0
+    line = [ln for ln in (res.stdout + res.stderr).splitlines() if "nope" in ln]
+    assert line and "dataset_dir" in line[0] and "not a directory" in line[0]
+    assert not (build_dir / "train").exists()
