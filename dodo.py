@@ -9,6 +9,7 @@ from tasks.engine import *  # noqa: F401,F403
 from tasks.wheel import *  # noqa: F401,F403
 from tasks.images import *  # noqa: F401,F403
 from tasks.data import *  # noqa: F401,F403
+from tasks.train import *  # noqa: F401,F403
 from tasks.publish import *  # noqa: F401,F403
 
 DOIT_CONFIG = {
