@@ -138,7 +138,7 @@ def _boxes(e: Entry, width: int, height: int) -> tuple[list, list, list, list]:
 
 
 def encode_example(e: Entry, data: bytes, text: str, quality: int = JPEG_QUALITY):
-    """(serialized tf.train.Example or None, note).  note says what was done to the bytes."""
+    """(tf.train.Example as byte chunks, or None; note).  note says what was done to the bytes."""
     info = sniff(data)
     note = ""
     if info.action != KEEP:
@@ -148,7 +148,7 @@ def encode_example(e: Entry, data: bytes, text: str, quality: int = JPEG_QUALITY
     xmin, ymin, xmax, ymax = _boxes(e, info.width, info.height)
     f = tfrecord
     features = {
-        "image/encoded": f.bytes_feature(data),
+        "image/encoded": f.image_feature(data),
         "image/format": f.bytes_feature(b"JPEG"),
         "image/height": f.int64_feature(info.height),
         "image/width": f.int64_feature(info.width),
@@ -164,7 +164,7 @@ def encode_example(e: Entry, data: bytes, text: str, quality: int = JPEG_QUALITY
         "image/object/bbox/ymax": f.float_feature(ymax),
         "image/object/bbox/label": f.int64_feature([e.label] * len(xmin)),
     }
-    return f.example(features), note
+    return f.example_chunks(features), note
 
 
 def _atomic_write(path: Path, chunks) -> tuple[int, str]:
@@ -172,7 +172,7 @@ def _atomic_write(path: Path, chunks) -> tuple[int, str]:
     h = hashlib.sha256()
     size = 0
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "wb", buffering=1 << 20) as f:
             for chunk in chunks:
                 h.update(chunk)
                 size += len(chunk)
@@ -203,9 +203,9 @@ def write_shard(job: ShardJob) -> dict:
             continue
         if note:
             reencoded.append({"file": e.filename, "source": e.source, "reason": note})
-        records[k] = tfrecord.frame(example)
+        records[k] = tfrecord.frame_chunks(example)
     out = Path(job.out_dir)
-    size, sha = _atomic_write(out / job.name, (r for r in records if r is not None))
+    size, sha = _atomic_write(out / job.name, (c for r in records if r is not None for c in r))
     manifest = {"name": job.name, "split": job.split, "index": job.index,
                 "num_shards": job.num_shards, "count": sum(r is not None for r in records),
                 "bytes": size, "sha256": sha, "plan": job.digest,

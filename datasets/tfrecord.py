@@ -61,17 +61,59 @@ def int64_feature(values) -> bytes:
     return _field(3, inner)
 
 
-def example(features: dict[str, bytes]) -> bytes:
+def _wrap(number: int, chunks: list) -> list:
+    """A length-delimited field around chunks, without copying them."""
+    return [_varint((number << 3) | 2) + _varint(sum(map(len, chunks)))] + chunks
+
+
+def image_feature(data: bytes) -> list:
+    """bytes_feature(data) as chunks: the (large) image bytes are never copied."""
+    return _wrap(1, _wrap(1, [data]))
+
+
+def example_chunks(features: dict) -> list[bytes]:
+    """A tf.train.Example as a list of byte chunks (join them for the proto).
+
+    Values are encoded Features (bytes) or chunk lists (image_feature).  Small
+    chunks are coalesced; large ones are passed through, so a 100 KB image is
+    copied only by the final write.
+    """
+    entries = []
+    for k in sorted(features):
+        feat = features[k]
+        entries += _wrap(1, [_field(1, k.encode())] + _wrap(2, feat if isinstance(feat, list) else [feat]))
+    out, small = [], []
+    for chunk in _wrap(1, entries):
+        if len(chunk) >= 4096:
+            if small:
+                out.append(b"".join(small))
+                small = []
+            out.append(chunk)
+        else:
+            small.append(chunk)
+    if small:
+        out.append(b"".join(small))
+    return out
+
+
+def example(features: dict) -> bytes:
     """Serialize a tf.train.Example from {key: encoded Feature} (see *_feature)."""
-    entries = [_field(1, _field(1, k.encode()) + _field(2, features[k])) for k in sorted(features)]
-    return _field(1, b"".join(entries))
+    return b"".join(example_chunks(features))
+
+
+def frame_chunks(chunks: list) -> list[bytes]:
+    """One TFRecord around the chunks of a payload: header, chunks, data checksum."""
+    length = struct.pack("<Q", sum(map(len, chunks)))
+    crc = 0
+    for chunk in chunks:
+        crc = _crc32c.crc32c(chunk, crc)
+    masked = (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+    return [length + struct.pack("<I", masked_crc(length)), *chunks, struct.pack("<I", masked)]
 
 
 def frame(data: bytes) -> bytes:
     """One TFRecord: header, data and both checksums."""
-    length = struct.pack("<Q", len(data))
-    return b"".join((length, struct.pack("<I", masked_crc(length)), data,
-                     struct.pack("<I", masked_crc(data))))
+    return b"".join(frame_chunks([data]))
 
 
 def iter_records(path):

@@ -1,0 +1,213 @@
+"""ImageNet conversion speed: datasets.convert against tensorflow-datasets' imagenet2012 builder.
+
+Both read the same synthetic ILSVRC2012 tars (real ImageNet synset ids, so the TFDS
+builder accepts them; about 100 KB JPEGs by default) in the same run, each in its
+own process, one after the other:
+
+  * images/s      images in the tars / seconds of the conversion call
+  * peak memory   highest summed RSS of the process and all its children (psutil, 20 ms)
+  * read fraction conversion input bytes/s / raw sequential read bytes/s of the same tars
+
+Targets (issue 4): >= 5x TFDS images/s, <= 1/4 of its peak memory, read fraction >= 0.5.
+
+    .venv/bin/python bench/convert.py                       # 100 classes x 100 + 10 val: 11,000 images
+    .venv/bin/python bench/convert.py --classes 10 --train-per-class 20 --image-size 64   # smoke
+    .venv/bin/python bench/convert.py --skip-tfds
+
+Writes build/bench/convert.json.  The generated tars are kept under
+build/bench/convert_data/<params>/ and reused by later runs.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+_OURS = """
+import json, sys, time
+from datasets.convert import convert
+t = time.perf_counter()
+r = convert(sys.argv[1], sys.argv[2], train_shards=int(sys.argv[3]), validation_shards=int(sys.argv[4]),
+            workers=int(sys.argv[5]), progress=False)
+print(json.dumps({"seconds": time.perf_counter() - t, "examples": r["examples"],
+                  "index_seconds": r["index_seconds"]}))
+"""
+
+_TFDS = """
+import json, sys, time, logging
+logging.disable(logging.WARNING)
+import tensorflow_datasets as tfds
+t = time.perf_counter()
+b = tfds.builder("imagenet2012", data_dir=sys.argv[2])
+b.download_and_prepare(download_config=tfds.download.DownloadConfig(
+    manual_dir=sys.argv[1], compute_stats=tfds.download.ComputeStatsMode.SKIP))
+sec = time.perf_counter() - t
+print(json.dumps({"seconds": sec, "examples": {k: v.num_examples for k, v in b.info.splits.items()}}))
+"""
+
+
+def _tfds_synsets(n: int) -> list[str]:
+    import importlib.util
+
+    spec = importlib.util.find_spec("tensorflow_datasets")
+    labels = Path(spec.origin).parent / "datasets" / "imagenet2012" / "labels.txt"
+    names = labels.read_text().split()
+    step = len(names) // n
+    return [names[i * step] for i in range(n)]
+
+
+def make_data(args) -> Path:
+    from datasets.synthetic import make_mini_ilsvrc
+
+    params = {k: getattr(args, k) for k in ("classes", "train_per_class", "val_per_class",
+                                             "image_size", "noise", "quality")}
+    tag = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    data = ROOT / "build" / "bench" / "convert_data" / tag
+    done = data / "params.json"
+    if done.is_file():
+        return data
+    shutil.rmtree(data, ignore_errors=True)
+    total = args.classes * (args.train_per_class + args.val_per_class)
+    print(f"generating {total} images into {data} ...", flush=True)
+    t = time.perf_counter()
+    make_mini_ilsvrc(data, num_classes=args.classes, train_per_class=args.train_per_class,
+                     val_per_class=args.val_per_class, image_size=args.image_size,
+                     synsets=_tfds_synsets(args.classes), jpeg_quality=args.quality,
+                     noise=args.noise, workers=os.cpu_count())
+    print(f"  {time.perf_counter() - t:.0f} s", flush=True)
+    done.write_text(json.dumps(params))
+    return data
+
+
+def raw_read(paths, chunk=8 << 20) -> dict:
+    """Sequential read of the tars, the way `cat` reads them."""
+    total = 0
+    t = time.perf_counter()
+    for p in paths:
+        with open(p, "rb", buffering=0) as f:
+            while True:
+                b = f.read(chunk)
+                if not b:
+                    break
+                total += len(b)
+    sec = time.perf_counter() - t
+    return {"bytes": total, "seconds": sec, "bytes_per_second": total / sec}
+
+
+def run_measured(code: str, argv: list[str]) -> dict:
+    """Run code in a fresh interpreter; sample the RSS of it and its children."""
+    import psutil
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT), NO_GCE_CHECK="true")
+    proc = subprocess.Popen([sys.executable, "-c", code, *argv], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = [0]
+    stop = threading.Event()
+
+    def sample():
+        try:
+            root = psutil.Process(proc.pid)
+        except psutil.Error:
+            return
+        while not stop.is_set():
+            try:
+                procs = [root] + root.children(recursive=True)
+                rss = 0
+                for p in procs:
+                    try:
+                        rss += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+                peak[0] = max(peak[0], rss)
+            except psutil.Error:
+                break
+            time.sleep(0.02)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    wall0 = time.perf_counter()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - wall0
+    stop.set()
+    th.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark subprocess failed ({proc.returncode}):\n{err[-3000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result.update(peak_rss_bytes=peak[0], process_wall_seconds=wall)
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--classes", type=int, default=100)
+    ap.add_argument("--train-per-class", type=int, default=100)
+    ap.add_argument("--val-per-class", type=int, default=10)
+    ap.add_argument("--image-size", type=int, default=400)
+    ap.add_argument("--noise", type=float, default=16.0)
+    ap.add_argument("--quality", type=int, default=95)
+    ap.add_argument("--train-shards", type=int, default=1024)
+    ap.add_argument("--validation-shards", type=int, default=128)
+    ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--skip-tfds", action="store_true")
+    ap.add_argument("--json", default=str(ROOT / "build" / "bench" / "convert.json"))
+    args = ap.parse_args()
+
+    data = make_data(args)
+    tars = [data / "ILSVRC2012_img_train.tar", data / "ILSVRC2012_img_val.tar"]
+    images = args.classes * (args.train_per_class + args.val_per_class)
+    in_bytes = sum(p.stat().st_size for p in tars)
+    scratch = ROOT / "build" / "bench" / "convert_out"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+
+    raw_read(tars)  # bring both into the page cache: every reader below starts warm
+    raw = raw_read(tars)
+    print(f"raw sequential read: {raw['bytes_per_second'] / 1e6:.0f} MB/s "
+          f"({raw['bytes'] / 1e6:.0f} MB)", flush=True)
+
+    ours = run_measured(_OURS, [str(data), str(scratch / "ours"), str(args.train_shards),
+                                str(args.validation_shards), str(args.workers)])
+    ours["images_per_second"] = images / ours["seconds"]
+    ours["input_bytes_per_second"] = in_bytes / ours["seconds"]
+    print(f"datasets.convert: {ours['images_per_second']:.0f} images/s, "
+          f"peak RSS {ours['peak_rss_bytes'] / 2**20:.0f} MiB, {ours['seconds']:.1f} s", flush=True)
+
+    result = {"images": images, "input_bytes": in_bytes,
+              "mean_image_bytes": in_bytes / images, "workers": args.workers,
+              "cpus": os.cpu_count(), "shards": [args.train_shards, args.validation_shards],
+              "raw_read": raw, "ours": ours,
+              "read_fraction": ours["input_bytes_per_second"] / raw["bytes_per_second"]}
+    if not args.skip_tfds:
+        tfds = run_measured(_TFDS, [str(data), str(scratch / "tfds")])
+        tfds["images_per_second"] = images / tfds["seconds"]
+        print(f"tfds imagenet2012: {tfds['images_per_second']:.0f} images/s, "
+              f"peak RSS {tfds['peak_rss_bytes'] / 2**20:.0f} MiB, {tfds['seconds']:.1f} s", flush=True)
+        result["tfds"] = tfds
+        result["speedup"] = ours["images_per_second"] / tfds["images_per_second"]
+        result["memory_ratio"] = ours["peak_rss_bytes"] / tfds["peak_rss_bytes"]
+        result["targets_met"] = {"speedup>=5": result["speedup"] >= 5,
+                                 "memory<=1/4": result["memory_ratio"] <= 0.25,
+                                 "read_fraction>=0.5": result["read_fraction"] >= 0.5}
+        print(f"speedup {result['speedup']:.1f}x, memory ratio {result['memory_ratio']:.2f}", flush=True)
+    print(f"read fraction {result['read_fraction']:.2f} of raw sequential read "
+          f"({ours['input_bytes_per_second'] / 1e6:.0f} of {raw['bytes_per_second'] / 1e6:.0f} MB/s)")
+    shutil.rmtree(scratch, ignore_errors=True)
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
