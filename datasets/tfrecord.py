@@ -23,7 +23,7 @@ def masked_crc(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
-def _varint(value: int) -> bytes:
+def _slow_varint(value: int) -> bytes:
     value &= 0xFFFFFFFFFFFFFFFF  # int64 is written as its two's complement
     out = bytearray()
     while value > 0x7F:
@@ -31,6 +31,13 @@ def _varint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+_SMALL = [_slow_varint(v) for v in range(1 << 14)]  # tags, lengths and labels: one lookup
+
+
+def _varint(value: int) -> bytes:
+    return _SMALL[value] if 0 <= value < 16384 else _slow_varint(value)
 
 
 def _field(number: int, payload: bytes) -> bytes:

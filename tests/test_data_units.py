@@ -134,3 +134,27 @@ def test_synthetic_classes_are_visibly_separable():
     cent = np.stack([xtr[ytr == c].mean(0) for c in range(num_classes)])
     pred = np.argmin(((xte[:, None, :] - cent[None]) ** 2).sum(-1), axis=1)
     assert (pred == yte).mean() >= 0.95
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT])
+def test_scan_tar_matches_tarfile(fmt):
+    from datasets.source import scan_tar
+    from tasks.errors import UserError
+
+    names = ["a.JPEG", "d" * 90 + "/" + "n" * 60 + ".JPEG", "é.JPEG"]
+    if fmt != tarfile.USTAR_FORMAT:
+        names.append("x" * 180 + ".JPEG")  # only GNU long names and pax hold this
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        for i, name in enumerate(names):
+            ti = tarfile.TarInfo(name)
+            ti.size = 700 * i + 1
+            tar.addfile(ti, io.BytesIO(bytes([i]) * ti.size))
+    raw = buf.getvalue()
+    read = lambda off, n: raw[off:off + n]  # noqa: E731
+    got = [(m.name, m.offset, m.size) for m in scan_tar(read, len(raw), "t.tar")]
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        assert got == [(m.name, m.offset_data, m.size) for m in tar.getmembers()]
+    end = got[-1][1] + got[-1][2] + 511 & ~511  # cut right after the last member
+    with pytest.raises(UserError, match="truncated tar"):
+        list(scan_tar(read, end, "t.tar"))
