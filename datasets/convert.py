@@ -17,6 +17,7 @@ How it stays fast and safe:
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -105,21 +106,28 @@ _OPEN: dict = {}
 
 
 def _reader(data_dir: str, name: str):
+    """(read(offset, n), prefetch(offset, n)) for one raw file, opened once per process."""
     key = (data_dir, name)
-    fn = _OPEN.get(key)
-    if fn is None:
+    fns = _OPEN.get(key)
+    if fns is None:
         src = Source(data_dir)
         if src.fs is None:
             fd = os.open(src.path(name), os.O_RDONLY)
-            fn = lambda off, size: os.pread(fd, size, off)  # noqa: E731
+
+            def prefetch(off, size):
+                # queue every read of the shard at once: the disk sees a deep queue, not QD1
+                os.posix_fadvise(fd, off, size, os.POSIX_FADV_WILLNEED)
+
+            fns = (lambda off, size: os.pread(fd, size, off), prefetch)
         else:
             f = src.open(name)
 
-            def fn(off, size, f=f):
+            def read(off, size, f=f):
                 f.seek(off)
                 return f.read(size)
-        _OPEN[key] = fn
-    return fn
+            fns = (read, lambda off, size: None)
+        _OPEN[key] = fns
+    return fns
 
 
 def _boxes(e: Entry, width: int, height: int) -> tuple[list, list, list, list]:
@@ -137,6 +145,13 @@ def _boxes(e: Entry, width: int, height: int) -> tuple[list, list, list, list]:
     return cols
 
 
+@functools.lru_cache(maxsize=4096)
+def _class_features(label: int, synset: str, text: str) -> tuple[bytes, bytes, bytes, bytes]:
+    f = tfrecord
+    return (f.int64_feature(label), f.bytes_feature(synset), f.bytes_feature(text),
+            f.bytes_feature(b"JPEG"))
+
+
 def encode_example(e: Entry, data: bytes, text: str, quality: int = JPEG_QUALITY):
     """(tf.train.Example as byte chunks, or None; note).  note says what was done to the bytes."""
     info = sniff(data)
@@ -147,16 +162,17 @@ def encode_example(e: Entry, data: bytes, text: str, quality: int = JPEG_QUALITY
             return None, note
     xmin, ymin, xmax, ymax = _boxes(e, info.width, info.height)
     f = tfrecord
+    label, synset, class_text, jpeg = _class_features(e.label, e.synset, text)
     features = {
         "image/encoded": f.image_feature(data),
-        "image/format": f.bytes_feature(b"JPEG"),
+        "image/format": jpeg,
         "image/height": f.int64_feature(info.height),
         "image/width": f.int64_feature(info.width),
         "image/channels": f.int64_feature(info.channels),
         "image/colorspace": f.bytes_feature(b"RGB" if info.channels == 3 else b"Gray"),
-        "image/class/label": f.int64_feature(e.label),
-        "image/class/synset": f.bytes_feature(e.synset),
-        "image/class/text": f.bytes_feature(text),
+        "image/class/label": label,
+        "image/class/synset": synset,
+        "image/class/text": class_text,
         "image/filename": f.bytes_feature(e.filename),
         "image/object/bbox/xmin": f.float_feature(xmin),
         "image/object/bbox/ymin": f.float_feature(ymin),
@@ -189,9 +205,13 @@ def write_shard(job: ShardJob) -> dict:
     records: list = [None] * len(job.entries)
     skipped, reencoded = [], []
     # read in file order (sequential on disk), write in the planned order
-    for k in sorted(range(len(job.entries)), key=lambda k: (job.entries[k].source, job.entries[k].offset)):
+    order = sorted(range(len(job.entries)), key=lambda k: (job.entries[k].source, job.entries[k].offset))
+    for k in order:
         e = job.entries[k]
-        data = _reader(job.data_dir, e.source)(e.offset, e.size)
+        _reader(job.data_dir, e.source)[1](e.offset, e.size)
+    for k in order:
+        e = job.entries[k]
+        data = _reader(job.data_dir, e.source)[0](e.offset, e.size)
         if len(data) != e.size:
             raise UserError(f"{e.source}: {e.filename}: read {len(data)} of {e.size} bytes; "
                             f"the file changed or was truncated after indexing")

@@ -78,6 +78,9 @@ def image_feature(data: bytes) -> list:
     return _wrap(1, _wrap(1, [data]))
 
 
+_KEYS: dict[str, bytes] = {}
+
+
 def example_chunks(features: dict) -> list[bytes]:
     """A tf.train.Example as a list of byte chunks (join them for the proto).
 
@@ -88,7 +91,8 @@ def example_chunks(features: dict) -> list[bytes]:
     entries = []
     for k in sorted(features):
         feat = features[k]
-        entries += _wrap(1, [_field(1, k.encode())] + _wrap(2, feat if isinstance(feat, list) else [feat]))
+        key = _KEYS.get(k) or _KEYS.setdefault(k, _field(1, k.encode()))
+        entries += _wrap(1, [key] + _wrap(2, feat if isinstance(feat, list) else [feat]))
     out, small = [], []
     for chunk in _wrap(1, entries):
         if len(chunk) >= 4096:
