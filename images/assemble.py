@@ -158,8 +158,23 @@ def _render_tag(tokens, upto: int, spec: Spec, chain, args, where: Where, fieldn
 
 
 def expand(spec: Spec, cli_args: dict | None = None) -> list[Image]:
-    """Every image the releases produce, parents before children, checked for clashes."""
+    """Every image the releases produce, parents before children, checked for clashes.
+
+    Command-line args change tags and build args, never the generated Dockerfile text (which
+    is committed): the Dockerfiles always come from the specs alone."""
     cli_args = dict(cli_args or {})
+    if cli_args:
+        from_specs = {i.identity: i for i in expand(spec)}
+        images = _expand(spec, cli_args)
+        for img in images:
+            own = from_specs[img.identity]
+            img.dockerfile = own.dockerfile
+            img.name, img.subdir = own.name, own.subdir
+        return images
+    return _expand(spec, cli_args)
+
+
+def _expand(spec: Spec, cli_args: dict) -> list[Image]:
     images: dict[str, Image] = {}
     by_path: dict[str, Image] = {}
     by_name: dict[str, Image] = {}

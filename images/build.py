@@ -57,10 +57,18 @@ class Plan:
 
 
 def load_plan(spec_dir=None, partials_dir=None, root=None, cli_args=None) -> Plan:
-    root = Path(root) if root else paths.ROOT
-    spec_dir = Path(spec_dir) if spec_dir else root / "specs"
+    """Load and expand a spec set.  A spec directory with a sibling `partials/` directory is a
+    self-contained set rooted at its parent (tests, benchmarks); otherwise the root is the
+    repository and the partials are images/partials."""
+    spec_dir = Path(spec_dir) if spec_dir else paths.ROOT / "specs"
     if not spec_dir.is_absolute():
-        spec_dir = root / spec_dir
+        spec_dir = (Path(root) if root else paths.ROOT) / spec_dir
+    if root is None:
+        own = (spec_dir.resolve().parent / "partials").is_dir()
+        root = spec_dir.resolve().parent if own else paths.ROOT
+        if own and partials_dir is None:
+            partials_dir = root / "partials"
+    root = Path(root)
     spec = spec_mod.load(spec_dir, partials_dir, root=root)
     cli = cli_args if isinstance(cli_args, dict) else assemble.parse_cli_args(cli_args)
     return Plan(spec, assemble.expand(spec, cli), cli)
@@ -196,28 +204,30 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self._path)
 
 
-_LISTING: dict = {}
+_SEEN: dict = {}
+_NO_ENGINE = object()
 
 
-def engine_images() -> dict | None:
-    """{ref: (id, labels)} for every tagged image, or None when no engine answers.
+def engine_image(ref: str):
+    """(id, labels) of the image `ref`, None when absent, _NO_ENGINE when no engine answers.
 
-    Remembered per process until build/images.json changes: every build records there before
-    its task ends, so a check made after a (parallel) build never sees the old listing.
+    One inspect request over the engine's socket (~2 ms; listing all images costs ~0.3 s).
+    Answers are remembered per process until build/images.json changes: every build records
+    there before its task ends, so a check made after a (parallel) build never sees stale ids.
     """
     try:
-        stamp = (paths.BUILD / "images.json").stat().st_mtime_ns
+        stamp = ((paths.BUILD / "images.json").stat().st_mtime_ns, str(paths.BUILD))
     except OSError:
-        stamp = None
-    if _LISTING.get("stamp", object()) == (stamp, str(paths.BUILD)):
-        return _LISTING["value"]
-    value = _engine_images()
-    if value is not None:
-        _LISTING.update(stamp=(stamp, str(paths.BUILD)), value=value)
-    return value
+        stamp = (None, str(paths.BUILD))
+    if _SEEN.get("stamp") != stamp:
+        _SEEN.clear()
+        _SEEN["stamp"] = stamp
+    if ref not in _SEEN:
+        _SEEN[ref] = _inspect(ref)
+    return _SEEN[ref]
 
 
-def _engine_images() -> dict | None:
+def _inspect(ref: str):
     from images import engine
 
     candidates = []
@@ -236,38 +246,42 @@ def _engine_images() -> dict | None:
                 conn = http.client.HTTPConnection(url.hostname, url.port or 2375, timeout=5)
             else:
                 continue
-            conn.request("GET", "/images/json")
+            conn.request("GET", f"/images/{urllib.parse.quote(ref, safe=':/@')}/json")
             resp = conn.getresponse()
+            body = resp.read()
+            conn.close()
+            if resp.status == 404:
+                return None
             if resp.status != 200:
                 continue
-            out = {}
-            for item in json.loads(resp.read()):
-                for ref in item.get("RepoTags") or []:
-                    out[ref] = (item["Id"], item.get("Labels") or {})
-            return out
+            item = json.loads(body)
+            return item["Id"], (item.get("Config") or {}).get("Labels") or {}
         except OSError:
             continue
-    return None
+    return _NO_ENGINE
 
 
 def _ref(tag: str) -> str:
     return tag if ":" in tag.rsplit("/", 1)[-1] else f"{tag}:latest"
 
 
-def is_uptodate(plan: Plan, img, listing=None) -> bool:
-    """True when an image with img's tag exists and carries img's current key."""
-    listing = engine_images() if listing is None else listing
-    if not listing:
-        return False
-    parent = listing.get(_ref(img.base_image))
-    current = listing.get(_ref(img.tag))
-    if parent is None or current is None:
+def is_uptodate(plan: Plan, img, record: bool = False) -> bool:
+    """True when an image with img's tag exists and carries img's current key.
+
+    record=True also writes img's entry into build/images.json when it is missing there
+    (an image built under another build directory, or before the records were kept)."""
+    parent = engine_image(_ref(img.base_image))
+    current = engine_image(_ref(img.tag))
+    if parent in (None, _NO_ENGINE) or current in (None, _NO_ENGINE):
         return False
     try:
         key = image_key(plan, img, parent[0])
     except UserError:
         return False
-    return current[1].get(KEY_LABEL) == key.hex
+    ok = current[1].get(KEY_LABEL) == key.hex
+    if ok and record and read_records().get(img.tag, {}).get("id") != current[0]:
+        _record(img.tag, _entry(plan, img, current[0], key, parent[0], None))
+    return ok
 
 
 # --- building -----------------------------------------------------------------------------
@@ -397,6 +411,28 @@ def _image_id(client, ref: str) -> str | None:
         return None
 
 
+def context_summary(plan: Plan, img) -> dict:
+    """What prepare_context puts into img's build context, by name."""
+    summary = {"files": [f.destination for f in img.slice.files] +
+               [d.destination for d in img.slice.downloads], "wheels": [], "debs": [], "package": None}
+    reqs = image_requirements(plan, img)
+    if reqs or img.slice.debs:
+        from images import wheelhouse
+
+        index = wheelhouse.read_index(wheelhouse_dir())
+        summary["wheels"] = [index["wheels"][r]["file"] for r in reqs]
+        summary["debs"] = [index["debs"][d]["file"] for d in img.slice.debs]
+    if img.slice.package is not None:
+        summary["package"] = f"{img.slice.package.name}.tar.gz"
+    return summary
+
+
+def _entry(plan, img, image_id, key, from_id, seconds) -> dict:
+    return {"id": image_id, "key": key.hex, "parent": img.parent, "from": img.base_image,
+            "from_id": from_id, "name": img.name, "dockerfile": img.dockerfile_path,
+            "context": context_summary(plan, img), "build_seconds": seconds}
+
+
 def build_image(plan: Plan, img, client=None, log=print, force=False) -> dict:
     """Build img when stale; return {'tag', 'id', 'key', 'built': bool, 'seconds'}."""
     from images import engine
@@ -414,6 +450,8 @@ def build_image(plan: Plan, img, client=None, log=print, force=False) -> dict:
     current = _image_id(client, img.tag)
     if not force and current is not None and \
             (client.images.get(img.tag).labels or {}).get(KEY_LABEL) == key.hex:
+        if read_records().get(img.tag, {}).get("id") != current:  # built under another build dir
+            _record(img.tag, _entry(plan, img, current, key, from_id, None))
         return {"tag": img.tag, "id": current, "key": key.hex, "built": False, "seconds": 0.0}
     t0 = time.monotonic()
     ctx_root = paths.BUILD / "contexts"
@@ -449,10 +487,7 @@ def build_image(plan: Plan, img, client=None, log=print, force=False) -> dict:
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
     seconds = time.monotonic() - t0
-    entry = {"id": image_id, "key": key.hex, "parent": img.parent, "from": img.base_image,
-             "from_id": from_id, "name": img.name, "dockerfile": img.dockerfile_path,
-             "context": summary, "seconds": round(seconds, 2)}
-    _record(img.tag, entry)
+    _record(img.tag, _entry(plan, img, image_id, key, from_id, round(seconds, 2)))
     log(f"built {img.tag} {image_id[:19] if image_id else ''} in {seconds:.1f}s")
     return {"tag": img.tag, "id": image_id, "key": key.hex, "built": True, "seconds": seconds}
 

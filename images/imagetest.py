@@ -65,7 +65,7 @@ def run_one(client, img, test, uid: int, gid: int, log=print) -> dict:
               "output_tail": output[-2000:]}
     if host_dir is not None:
         owners = _owners(host_dir)
-        result["files_owned_by"] = sorted(owners)
+        result["files_owned_by"] = [list(o) for o in sorted(owners)]
         want = {(uid, gid)} if test.as_caller else None
         if rc == 0 and want is not None and owners - want:
             result["rc"] = 1
@@ -113,12 +113,12 @@ def run_tests(img, client=None, uid=None, gid=None, log=print, only=None) -> dic
 def tests_uptodate(img, uid=None, gid=None):
     """doit uptodate callable: the tests passed on this very image id before."""
     def check(task, values):
-        from images.build import engine_images, _ref
+        from images.build import _NO_ENGINE, _ref, engine_image
 
-        listing = engine_images()
-        if not listing or _ref(img.tag) not in listing:
+        found = engine_image(_ref(img.tag))
+        if found in (None, _NO_ENGINE):
             return False
-        key = test_key(img, listing[_ref(img.tag)][0], os.getuid() if uid is None else uid,
+        key = test_key(img, found[0], os.getuid() if uid is None else uid,
                        os.getgid() if gid is None else gid)
         return keys.is_complete(keys.run_dir("image_tests", img.name, key), key)
 

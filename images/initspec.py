@@ -10,7 +10,10 @@ from pathlib import Path
 
 from tasks.errors import UserError
 
-PACKAGE_FILES = (("slim", "slim"), ("datasets", "datasets"), ("images/quickstart", "quickstart"))
+# slim/ and datasets/ import tasks.errors and tasks.paths (stdlib only), so those travel too.
+PACKAGE_FILES = (("slim", "slim"), ("datasets", "datasets"), ("tasks/__init__.py", "tasks/__init__.py"),
+                 ("tasks/errors.py", "tasks/errors.py"), ("tasks/paths.py", "tasks/paths.py"),
+                 ("images/quickstart", "quickstart"))
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -53,6 +56,13 @@ def render(name: str, category: str, precisions=("fp32",), modes=("training", "i
                 '          command: python -c "import json; m = json.load(open(\'model.json\')); '
                 f"assert m['model_name'] == '{name}', m\"",
             ]
+            if mode == "training":
+                lines += [
+                    "        - name: train-two-steps",
+                    "          as_caller: true",
+                    "          mount: /output",
+                    "          command: quickstart/selftest_train.sh",
+                ]
     return "\n".join(lines) + "\n"
 
 

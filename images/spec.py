@@ -340,6 +340,7 @@ def load(spec_dir, partials_dir=None, root=None) -> Spec:
         raise SpecError(f"{spec_dir}: no *.yml spec files")
     spec = Spec(header="", files=files, partials_dir=partials_dir, root=root)
     header_where = None
+    releases: dict = {}
     for path in files:
         display = _display(path, root)
         data = _load_yaml(path, display)
@@ -359,18 +360,18 @@ def load(spec_dir, partials_dir=None, root=None) -> Spec:
                 if not isinstance(text, str):
                     fail(tw, f"releases.{rname}.tag_specs", f"{text!r}: expected a string")
                 tags.append((text, tw))
-            prev = spec.releases.get(rname)
-            if prev is None:
-                spec.releases[rname] = Release(rname, tuple(tags), bool(rm.get("is_dockerfiles", True)),
-                                               bool(rm.get("upload_images", False)), rw)
-                continue
-            # a release named in several files collects their tag_specs; its flags must agree
+            # a release named in several files collects their tag_specs; flags given in more
+            # than one file must agree, and a flag given nowhere takes its default
+            acc = releases.setdefault(rname, {"tags": [], "flags": {}, "where": rw})
+            acc["tags"] += tags
             for flag in ("is_dockerfiles", "upload_images"):
-                if flag in rm and rm[flag] != getattr(prev, flag):
+                if flag not in rm:
+                    continue
+                prev = acc["flags"].get(flag)
+                if prev is not None and prev[0] != rm[flag]:
                     fail(rm.key_where[flag], f"releases.{rname}.{flag}",
-                         f"{rm[flag]} contradicts {getattr(prev, flag)} given at {prev.where}")
-            spec.releases[rname] = Release(rname, prev.tag_specs + tuple(tags), prev.is_dockerfiles,
-                                           prev.upload_images, prev.where)
+                         f"{rm[flag]} contradicts {prev[0]} given at {prev[1]}")
+                acc["flags"][flag] = (rm[flag], rm.key_where[flag])
         for sname, seq in (data.get("slice_sets") or {}).items():
             sw = data["slice_sets"].key_where[sname]
             if sname in spec.slice_sets:
@@ -383,6 +384,10 @@ def load(spec_dir, partials_dir=None, root=None) -> Spec:
                 fail(sw, f"slice_sets.{sname}", "expected a non-empty list of slices")
             spec.slice_sets[sname] = [_parse_slice(sname, i, s, w, spec)
                                       for i, (s, w) in enumerate(zip(seq, seq.item_where))]
+    for rname, acc in releases.items():
+        flags = {k: v[0] for k, v in acc["flags"].items()}
+        spec.releases[rname] = Release(rname, tuple(acc["tags"]), bool(flags.get("is_dockerfiles", True)),
+                                       bool(flags.get("upload_images", False)), acc["where"])
     if not spec.releases:
         raise SpecError(f"{_display(files[0], root)}:1: releases: no release defined in {spec_dir}")
     return spec

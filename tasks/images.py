@@ -183,7 +183,7 @@ def task_images():
         def up(img=img):
             from images import build
 
-            return build.is_uptodate(plan, img)
+            return build.is_uptodate(plan, img, record=True)
 
         def make(img=img):
             from images import build

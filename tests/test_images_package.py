@@ -112,3 +112,31 @@ def test_compiled_wheel_hook(build_dir):
     (build_dir / "wheels" / "selected.json").write_text(json.dumps(sel))
     assert wheelhouse.compiled_extras() == []
     assert wheelhouse.selected()["replaces"] == "tensorflow-cpu"
+
+
+def test_model_images_install_what_the_packaged_code_imports():
+    """Every third-party module slim/ and datasets/ import at top level is installed in the
+    model images (the closure of tf-compiled-base's and image-recognition's requirements)."""
+    import re
+    import sys
+    from importlib import metadata
+
+    from images import build
+
+    plan = build.load_plan()
+    img = plan.by_tag[build.model_image_tag("vgg_16", plan=plan)]
+    installed = set()
+    for a in [img] + plan.ancestors(img):
+        installed |= set(build.image_requirements(plan, a))
+    dists = metadata.packages_distributions()
+    root = Path(__file__).resolve().parent.parent
+    missing = {}
+    for src in ("slim", "datasets"):
+        for py in (root / src).rglob("*.py"):
+            for mod in re.findall(r"^(?:import|from) ([A-Za-z_][A-Za-z0-9_]*)", py.read_text(), re.M):
+                if mod in sys.stdlib_module_names or mod in ("slim", "datasets", "tasks", "images", "__future__"):
+                    continue
+                names = {wheelhouse.norm(d) for d in dists.get(mod, [mod])}
+                if not names & installed:
+                    missing.setdefault(mod, []).append(py.relative_to(root).as_posix())
+    assert missing == {}, f"add to the image specs' requirements: {missing}"

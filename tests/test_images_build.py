@@ -1,0 +1,205 @@
+"""Images on the real engine: the tiny chain (staleness, labels, records, push) and the real
+tf-compiled-base -> image-recognition -> model chain through `doit -n 2 images`."""
+import json
+import os
+import shutil
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_doit
+
+pytestmark = [pytest.mark.engine]
+
+TEST_PREFIX = "zoobuild-test:"   # never clobber the user's zoobuild:* images
+
+
+@pytest.fixture(scope="module")
+def module_build(tmp_path_factory):
+    """A private build directory for this module (in-process code and doit subprocesses)."""
+    from tasks import keys, paths
+
+    bdir = tmp_path_factory.mktemp("images") / "build"
+    bdir.mkdir()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ZOOBUILD_BUILD_DIR", str(bdir))
+    mp.setattr(paths, "BUILD", bdir)
+    mp.setattr(keys, "_CACHE", None)
+    yield bdir
+    mp.undo()
+
+
+# --- the tiny chain -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny(module_build, tmp_path_factory, docker_client, base_image):
+    from images import build, testing
+
+    root = tmp_path_factory.mktemp("tiny")
+    specs = testing.write_tiny_specs(root, n_models=3, prefix="zoobuild-tiny-test:")
+    plan = build.load_plan(specs)
+    results = build.build_all(plan, docker_client, log=lambda *a: None)
+    return {"root": root, "specs": specs, "plan": plan, "first": results}
+
+
+def _rebuilt(plan, client):
+    from images import build
+
+    return [r["tag"] for r in build.build_all(plan, client, log=lambda *a: None) if r["built"]]
+
+
+def test_tiny_chain_layers_labels_and_records(tiny, docker_client):
+    from images import build
+
+    plan = tiny["plan"]
+    records = build.read_records()
+    assert len(plan.images) == 5
+    for img in plan.images:
+        image = docker_client.images.get(img.tag)
+        labels = image.labels
+        rec = records[img.tag]
+        assert labels[build.KEY_LABEL] == rec["key"]
+        assert rec["id"] == image.id and rec["parent"] == img.parent
+        assert labels["org.opencontainers.image.revision"]
+        assert labels["org.opencontainers.image.base.name"] == img.base_image
+        assert labels["org.zoobuild.spec"] == "specs/tiny_spec.yml"
+        assert labels["org.zoobuild.partials"] == ",".join(img.slice.partials)
+        if img.parent:
+            parent = docker_client.images.get(img.parent)
+            assert labels["org.opencontainers.image.base.digest"] == parent.id
+            # a real layer graph: the child's layers start with all of its parent's layers
+            assert image.attrs["RootFS"]["Layers"][:len(parent.attrs["RootFS"]["Layers"])] == \
+                parent.attrs["RootFS"]["Layers"]
+    assert all(r["built"] or r["tag"] for r in tiny["first"])
+    assert _rebuilt(plan, docker_client) == [], "a second run builds nothing"
+
+
+def test_minimal_context_and_package_inside(tiny, docker_client):
+    from images import build
+
+    rec = build.read_records()["zoobuild-tiny-test:base-cat-m01"]
+    assert rec["context"] == {"files": [], "wheels": [], "debs": [], "package": "m01-fp32-training.tar.gz"}
+    out = docker_client.containers.run("zoobuild-tiny-test:base-cat-m01",
+                                       ["sh", "-c", "pwd; cat model/model.py; cat /category.txt"],
+                                       network_mode="none", remove=True).decode()
+    assert out.split() == ["/workspace/m01-fp32-training", "NAME", "=", "'m01'", "tiny-category"]
+
+
+def test_touching_one_package_rebuilds_that_image_alone(tiny, docker_client):
+    plan, root = tiny["plan"], tiny["root"]
+    model = root / "models" / "m02" / "model.py"
+    os.utime(model)  # a new mtime with the same content changes nothing
+    assert _rebuilt(plan, docker_client) == []
+    model.write_text(model.read_text() + "# changed\n")
+    assert _rebuilt(plan, docker_client) == ["zoobuild-tiny-test:base-cat-m02"]
+
+
+def test_a_parent_change_makes_its_children_stale(tiny, docker_client):
+    from images import build
+
+    root = tiny["root"]
+    partial = root / "partials" / "tiny-category.partial.Dockerfile"
+    partial.write_text(partial.read_text() + "RUN echo changed > /changed.txt\n")
+    plan = build.load_plan(tiny["specs"])
+    rebuilt = _rebuilt(plan, docker_client)
+    assert rebuilt == ["zoobuild-tiny-test:base-cat"] + [f"zoobuild-tiny-test:base-cat-m0{i}" for i in range(3)]
+    tiny["plan"] = plan
+
+
+def test_image_tests_run_without_network(tiny, docker_client):
+    from images import imagetest
+    from images.spec import TestSpec, Where
+
+    plan = tiny["plan"]
+    img = plan.by_tag["zoobuild-tiny-test:base-cat-m00"]
+    body = imagetest.run_tests(img, docker_client)
+    assert [t["name"] for t in body["tests"]] == ["hello", "package"]
+    assert all(t["rc"] == 0 for t in body["tests"])
+    probe = TestSpec("net", "python3 -c \"import socket; socket.create_connection(('1.1.1.1', 53), 2)\"",
+                     False, None, Where("x", 1))
+    assert imagetest.run_one(docker_client, img, probe, 0, 0, log=lambda *a: None)["rc"] != 0, \
+        "containers of image tests have no network"
+
+
+def test_push_to_the_local_registry_records_digests(tiny, docker_client):
+    from images import engine, push
+
+    registry = engine.ensure_registry()
+    img = tiny["plan"].by_tag["zoobuild-tiny-test:base-cat-m00"]
+    entry = push.push_image(docker_client, img, registry, log=lambda *a: None)
+    assert entry["digest"].startswith("sha256:")
+    assert push.read_records()[img.tag]["digest"] == entry["digest"]
+    req = urllib.request.Request(f"http://{registry}/v2/zoobuild-tiny-test/manifests/base-cat-m00",
+                                 method="HEAD", headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.headers["Docker-Content-Digest"] == entry["digest"]
+
+
+# --- the real chain through doit ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def real_chain(module_build, docker_client, base_image):
+    """`doit -n 2 images` of the shipped specs from an empty build directory (the wheelhouse is
+    seeded from the repository's when it has one, to spare the download)."""
+    seed = ROOT / "build" / "wheelhouse"
+    if (seed / "index.json").exists():
+        dest = module_build / "wheelhouse"
+        dest.mkdir(exist_ok=True)
+        for f in seed.iterdir():
+            if f.is_file() and (f.suffix in (".whl", ".deb")):
+                try:
+                    os.link(f, dest / f.name)
+                except OSError:
+                    shutil.copy2(f, dest / f.name)
+    args = [f"image_args=_TAG_PREFIX={TEST_PREFIX}"]
+    first = run_doit(["-n", "2", "images", *args], env={"ZOOBUILD_BUILD_DIR": str(module_build)})
+    return {"args": args, "first": first}
+
+
+@pytest.mark.slow
+def test_doit_images_builds_the_chain_then_nothing(real_chain, module_build, docker_client):
+    from images import build
+
+    out = real_chain["first"].stdout
+    records = build.read_records()
+    tags = [t for t in records if t.startswith(TEST_PREFIX)]
+    assert len(tags) >= 8
+    second = run_doit(["images", *real_chain["args"]], env={"ZOOBUILD_BUILD_DIR": str(module_build)})
+    assert "building " not in second.stdout and second.stdout.count("-- images:") >= 8, second.stdout
+    assert "building zoobuild-test:tf-compiled-base " in out
+
+
+@pytest.mark.slow
+def test_real_model_image_passes_its_tests_as_a_non_root_caller(real_chain, module_build, docker_client):
+    from images import build, imagetest
+
+    plan = build.load_plan(cli_args={"_TAG_PREFIX": TEST_PREFIX})
+    img = plan.by_tag[build.model_image_tag("vgg_16", "fp32", "training", plan=plan)]
+    names = [t.name for t in img.tests]
+    assert names[:2] == ["import-tf", "runs-as-caller"] and "train-two-steps" in names
+    body = imagetest.run_tests(img, docker_client, uid=4321, gid=4322)
+    assert all(t["rc"] == 0 for t in body["tests"]), body
+    for name in ("runs-as-caller", "train-two-steps"):
+        result = next(t for t in body["tests"] if t["name"] == name)
+        assert result["files_owned_by"] == [[4321, 4322]], result
+    train = next(t for t in body["tests"] if t["name"] == "train-two-steps")
+    assert "model.ckpt-2.index" in train["output_tail"], "two steps trained and checkpointed"
+    res = run_doit(["image_tests:vgg-16-fp32-inference", *real_chain["args"]],
+                   env={"ZOOBUILD_BUILD_DIR": str(module_build)})
+    assert "test import-tf: ok" in res.stdout
+
+
+@pytest.mark.slow
+def test_init_spec_model_builds_as_generated(real_chain, module_build, docker_client, tmp_path):
+    from images import build, imagetest, initspec
+
+    specs = tmp_path / "specs"
+    shutil.copytree(ROOT / "specs", specs)
+    initspec.init_spec("alexnet_v2", "image-recognition", ["fp32"], ["inference"], spec_dir=specs, root=ROOT)
+    plan = build.load_plan(specs, root=ROOT, cli_args={"_TAG_PREFIX": TEST_PREFIX})
+    img = plan.by_tag[build.model_image_tag("alexnet_v2", "fp32", "inference", plan=plan)]
+    res = build.build_image(plan, img, docker_client, log=lambda *a: None)
+    assert res["built"]
+    body = imagetest.run_tests(img, docker_client, only=["package-fp32-inference"])
+    assert body["tests"][0]["rc"] == 0
