@@ -68,8 +68,10 @@ class Source:
 
     def open(self, name: str, sequential: bool = False):
         if self.fs is not None:
-            return self.fs.open(self.path(name), "rb", block_size=_REMOTE_BLOCK,
-                                cache_type="readahead" if sequential else "bytes")
+            if sequential:  # header scans: big forward range reads
+                return self.fs.open(self.path(name), "rb", block_size=_REMOTE_BLOCK,
+                                    cache_type="readahead")
+            return self.fs.open(self.path(name), "rb", cache_type="none")  # one range per image
         return open(self.path(name), "rb")
 
     @contextlib.contextmanager

@@ -350,3 +350,35 @@ def test_doit_tasks_keys_and_bad_input(clean_set, tmp_path, build_dir):
     lines = [ln for ln in (bad.stdout + bad.stderr).splitlines() if "zoobuild:" in ln]
     assert len(lines) == 1 and "5 labels for 6 images" in lines[0]
     assert not (tmp_path / "o").exists() or _shard_files(tmp_path / "o") == []
+
+
+def test_s3_data_dir_gives_same_shards(clean_set, tmp_path, monkeypatch):
+    """data_dir as an s3:// URL (moto's S3 server on loopback), read in place by the workers."""
+    import copy
+
+    import fsspec
+    import fsspec.config
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    saved = copy.deepcopy(fsspec.config.conf)
+    try:
+        host, port = server.get_host_and_port()
+        for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                     "AWS_DEFAULT_REGION": "us-east-1",
+                     "FSSPEC_S3_ENDPOINT_URL": f"http://{host}:{port}"}.items():
+            monkeypatch.setenv(k, v)  # the spawned workers inherit these
+        fsspec.config.set_conf_env(fsspec.config.conf)
+        fs = fsspec.filesystem("s3", skip_instance_cache=True)
+        fs.mkdir("ilsvrc")
+        for p in Path(clean_set).iterdir():
+            fs.put(str(p), f"ilsvrc/raw/{p.name}")
+        rep = convert("s3://ilsvrc/raw", tmp_path / "s3", workers=2, progress=False, **SHARDS)
+        convert(clean_set, tmp_path / "local", workers=1, progress=False, **SHARDS)
+        assert rep["examples"] == {"train": 12, "validation": 6}
+        assert _digests(tmp_path / "s3") == _digests(tmp_path / "local")
+    finally:
+        fsspec.config.conf.clear()
+        fsspec.config.conf.update(saved)
+        server.stop()
