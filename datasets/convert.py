@@ -280,6 +280,8 @@ class _Progress:
 
 
 def _remove_plan_outputs(out: Path, jobs) -> None:
+    for name in (layout.MANIFEST, layout.REPORT, layout.LABELS_FILE):
+        (out / name).unlink(missing_ok=True)
     for job in jobs:
         (out / job.name).unlink(missing_ok=True)
         (out / layout.SHARD_MANIFESTS / f"{job.name}.json").unlink(missing_ok=True)
@@ -336,6 +338,13 @@ def convert(data_dir, out_dir, train_shards: int = layout.DEFAULT_SHARDS["train"
     lo, hi = parse_shard_range(shard_range, len(jobs))
     selected = jobs[lo:hi]
     reused = {job.name: m for job in selected if (m := _finished(job))}
+    if strict:  # shards finished by a lenient run may hold skips that strict mode refuses
+        for m in reused.values():
+            if m["skipped"]:
+                s = m["skipped"][0]
+                _remove_plan_outputs(out, jobs)
+                raise UserError(f"{s['source']}: {s['file']}: {s['reason']} "
+                                f"(strict mode: no image may be skipped)")
     todo = [job for job in selected if job.name not in reused]
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     bar = _Progress(len(todo), progress)

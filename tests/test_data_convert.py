@@ -220,6 +220,11 @@ def test_strict_mode_stops_and_leaves_no_shard(dirty_set, tmp_path):
         convert(dirty_set, out, seed=7, workers=2, strict=True, progress=False, **SHARDS)
     assert "\n" not in str(err.value)
     assert _shard_files(out) == [] and not list((out / layout.SHARD_MANIFESTS).iterdir())
+    # shards a lenient run finished do not let a strict run through
+    convert(dirty_set, out, seed=7, workers=1, progress=False, **SHARDS)
+    with pytest.raises(UserError, match="strict"):
+        convert(dirty_set, out, seed=7, workers=1, strict=True, progress=False, **SHARDS)
+    assert _shard_files(out) == [] and not (out / layout.MANIFEST).exists()
 
 
 _KILL_SCRIPT = """
