@@ -124,6 +124,7 @@ def package_entries(plan: Plan, img):
 
 
 def package_key(plan: Plan, img) -> keys.Key:
+    """The package's key: the content of what goes in (walked through the hash cache)."""
     from images import package
 
     return keys.make_key("package", code=["images/package.py"], params={"name": img.slice.package.name},
@@ -140,12 +141,13 @@ def ensure_package(plan: Plan, img, log=print) -> Path:
     """Build the model package of img (once per content key) and return its path."""
     from images import package
 
-    key = package_key(plan, img)
+    entries = package_entries(plan, img)
+    key = keys.make_key("package", code=["images/package.py"], params={"name": img.slice.package.name},
+                        inputs={"content": package.content_digest(entries)})
     out = keys.run_dir("packages", img.slice.package.name, key)
     path = out / f"{img.slice.package.name}.tar.gz"
     if keys.is_complete(out, key):
         return path
-    entries = package_entries(plan, img)
     with keys.atomic_dir(out) as tmp:
         package.write(img.slice.package.name, entries, tmp / path.name)
         sha = hashlib.sha256((tmp / path.name).read_bytes()).hexdigest()

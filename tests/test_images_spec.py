@@ -191,3 +191,33 @@ def test_init_spec_scaffolds_a_valid_model(tmp_path):
         initspec.init_spec("other_net", "nope", spec_dir=specs, root=ROOT)
     assert not (specs / "other_net_spec.yml").exists(), "a refused scaffold leaves no file"
     assert path.exists()
+
+
+def test_doit_dockerfiles_bad_spec_is_one_line_and_writes_nothing(tmp_path, build_dir):
+    from conftest import run_doit
+
+    root = make_tree(tmp_path, {"base_spec.yml": BASE.replace("partials: [p_base]", "partialz: [p_base]")})
+    before = sorted(p.name for p in (ROOT / "dockerfiles").rglob("*"))
+    res = run_doit(["dockerfiles", f"specs={root / 'specs'}"], check=False)
+    assert res.returncode != 0
+    lines = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("zoobuild:")]
+    assert len(lines) == 1 and "base_spec.yml:10: slice_sets.base[0].partialz: unknown field" in lines[0], \
+        res.stdout + res.stderr
+    assert sorted(p.name for p in (ROOT / "dockerfiles").rglob("*")) == before
+
+
+def test_downloads_are_checked_against_their_sha256(tmp_path, build_dir):
+    import hashlib
+
+    from images import build
+    from images.spec import Download, Where
+    from tasks.errors import UserError
+
+    src = tmp_path / "blob.bin"
+    src.write_bytes(b"payload")
+    good = hashlib.sha256(b"payload").hexdigest()
+    path = build.fetch_download(Download(src.as_uri(), "blob.bin", good, Where("s.yml", 3)))
+    assert path.read_bytes() == b"payload"
+    with pytest.raises(UserError, match=r"s.yml:4: downloads.sha256: .* has sha256 " + good):
+        build.fetch_download(Download(src.as_uri(), "blob.bin", "0" * 64, Where("s.yml", 4)))
+    assert not (build_dir / "downloads" / ("0" * 64)).exists(), "no partial output"
