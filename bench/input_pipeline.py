@@ -6,8 +6,8 @@ not the bottleneck).
     python bench/input_pipeline.py [--dataset-dir DIR] [--batch-size 8] [--steps 6]
                                    [--rounds 3] [--image-size 224] [--model resnet_v1_50]
 
-The two graphs are built once and timed in alternating rounds, so drifting load
-on a shared machine affects both alike. Prints the figures and writes
+The two graphs are built once and timed in alternating rounds (the order flips
+every round), so drifting load on a shared machine affects both alike. Prints the figures and writes
 build/bench/input_pipeline.json.
 """
 import argparse
@@ -22,12 +22,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _default_dataset_dir():
-    from tasks.data import default_tfrecords_dir
-    d = Path(default_tfrecords_dir())
-    if not (d / "labels.txt").exists():
-        raise SystemExit(f"input_pipeline: no TFRecords in {d}; run `doit imagenet_tfrecords` "
-                         "or pass --dataset-dir")
+def _bench_dataset_dir(image_size):
+    """TFRecords for the benchmark: a synthetic set with ImageNet-like image sizes
+    (default 320 px JPEGs; ImageNet's average is about 400x350), built once."""
+    d = ROOT / "build" / "bench" / f"input_pipeline_tfrecords_{image_size}"
+    if (d / "labels.txt").exists() and (d / "manifest.json").exists():
+        return d
+    from datasets.convert import convert
+    from datasets.synthetic import make_mini_ilsvrc
+
+    raw = d.parent / f"input_pipeline_raw_{image_size}"
+    make_mini_ilsvrc(raw, num_classes=10, train_per_class=32, val_per_class=2,
+                     image_size=image_size, seed=0)
+    convert(raw, d, train_shards=8, validation_shards=1, progress=False)
     return d
 
 
@@ -66,13 +73,16 @@ def _time(sess, op, steps):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset-dir", default="")
+    p.add_argument("--dataset-dir", default="",
+                   help="slim TFRecords; default: a synthetic set built under build/bench/")
+    p.add_argument("--source-size", type=int, default=320,
+                   help="JPEG size of the default synthetic set")
     p.add_argument("--model", default="resnet_v1_50")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--steps", type=int, default=6, help="timed steps per round")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--out", default=str(ROOT / "build" / "bench" / "input_pipeline.json"))
     args = p.parse_args(argv)
 
@@ -80,7 +90,8 @@ def main(argv=None):
     import slim.compat  # noqa: F401
     import tensorflow as tf
 
-    dataset_dir = Path(args.dataset_dir) if args.dataset_dir else _default_dataset_dir()
+    dataset_dir = (Path(args.dataset_dir) if args.dataset_dir
+                   else _bench_dataset_dir(args.source_size))
     cfg = {"model": args.model, "batch_size": args.batch_size,
            "train_image_size": args.image_size, "optimizer": "momentum",
            "learning_rate": 0.01}
@@ -91,7 +102,9 @@ def main(argv=None):
     seconds = {name: 0.0 for name in runs}
     per_round = {name: [] for name in runs}
     for r in range(args.rounds):
-        for name, (sess, op) in runs.items():
+        order = list(runs) if r % 2 == 0 else list(runs)[::-1]   # neither always goes first
+        for name in order:
+            sess, op = runs[name]
             t = _time(sess, op, args.steps)
             seconds[name] += t
             per_round[name].append(round(args.steps * args.batch_size / t, 2))

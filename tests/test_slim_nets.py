@@ -49,6 +49,8 @@ def test_every_net_builds_with_logits_n_by_classes():
     import tensorflow as tf
 
     for name in nets.MODEL_NAMES:
+        if name in OWN_NETS:
+            continue  # built at full size with 1001 classes by the parameter-count test
         with tf.Graph().as_default():
             _, logits, _ = _build(name, 7)
             assert logits.shape.as_list() == [None, 7], name
@@ -60,7 +62,7 @@ def test_batch_norm_nets_run_forward_and_train_step(name):
     import tensorflow as tf
 
     with tf.Graph().as_default():
-        images, logits, _ = _build(name, 5, size=64 if "resnet" in name else 96,
+        images, logits, _ = _build(name, 5, size={"resnet_v1_50": 64, "inception_v3": 160}.get(name, 96),
                                    is_training=True)
         updates = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)
         assert updates, "batch norm registered no moving-average updates"
@@ -114,7 +116,8 @@ def test_parameter_counts_match_the_papers(name):
     import tensorflow as tf
 
     with tf.Graph().as_default():
-        _build(name, 1001, is_training=True)
+        _, logits, _ = _build(name, 1001, is_training=True)
+        assert logits.shape.as_list() == [None, 1001]
         params = [v for v in tf.compat.v1.trainable_variables() if "AuxLogits" not in v.name]
         count = sum(int(np.prod(v.shape.as_list())) for v in params)
     assert abs(count - PAPER_PARAMS[name]) / PAPER_PARAMS[name] < 0.01, count

@@ -142,7 +142,7 @@ def test_doit_train_eval_export_end_to_end(dataset_dir, build_dir, monkeypatch):
 
 @pytest.mark.slow
 def test_killed_run_resumes_from_last_checkpoint(dataset_dir, build_dir):
-    args = DOIT_VARS + ["steps=150", "save_interval_steps=10", f"dataset_dir={dataset_dir}"]
+    args = DOIT_VARS + ["steps=120", "save_interval_steps=10", f"dataset_dir={dataset_dir}"]
     env = dict(os.environ, **_doit_env(build_dir))
     proc = subprocess.Popen(DOIT + ["train"] + args, cwd=ROOT, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -163,13 +163,13 @@ def test_killed_run_resumes_from_last_checkpoint(dataset_dir, build_dir):
     assert not (tdir / ".complete.json").exists()
     import tensorflow as tf
     saved_at = int(tf.train.load_variable(tf.train.latest_checkpoint(str(tdir)), "global_step"))
-    assert 0 < saved_at < 150
+    assert 0 < saved_at < 120
 
     res = run_doit(["train"] + args, env=_doit_env(build_dir))
     assert "resuming" in res.stdout + res.stderr
     summary = json.loads((tdir / "train.json").read_text())
-    assert summary["global_step"] == 150
-    assert summary["steps_this_run"] <= 150 - saved_at
+    assert summary["global_step"] == 120
+    assert summary["steps_this_run"] <= 120 - saved_at
     assert (tdir / ".complete.json").exists()
     assert read_history(tdir)[-1]["step"] > saved_at
 
