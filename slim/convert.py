@@ -17,6 +17,7 @@ moved to `rejected/` and is never listed as publishable.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -161,17 +162,65 @@ def run_batched(run, images, batch):
 
 # ---------------------------------------------------------------- converters (name -> function)
 
+@contextlib.contextmanager
+def _fresh_node_protos():
+    """tf2onnx rewrites every node's attributes in place after each optimizer pass; under
+    protobuf's upb backend the replaced attributes stay in the message's arena until the
+    message dies, so a net with 0.5 GB of weights (vgg_16) grows by 0.5 GB per pass and
+    runs out of memory.  Building a fresh NodeProto each time lets the old one go."""
+    import onnx
+    from tf2onnx.graph import Node
+
+    original = Node.update_proto
+
+    def update_proto(self, external_tensor_storage=None):
+        old = self._op
+        new = onnx.NodeProto(name=old.name, op_type=old.op_type, domain=old.domain, doc_string=old.doc_string)
+        new.input.extend(self.input)
+        new.output.extend(self.output)
+        for attr_name, sub_graph in (self.get_body_graphs() or {}).items():
+            self.set_attr(attr_name, sub_graph.make_graph(f"graph for {self.name} {attr_name}",
+                                                          external_tensor_storage=external_tensor_storage))
+        new.attribute.extend(self.get_onnx_attrs(external_tensor_storage).values())
+        self._op = new
+
+    Node.update_proto = update_proto
+    try:
+        yield
+    finally:
+        Node.update_proto = original
+
+
 def to_onnx_fp32(export_dir, out: Path, *, batch_size: int, opset: int, nchw: bool, hw, **_):
     import tensorflow as tf
     import tf2onnx
 
-    _, fn = load_serving(find_saved_model(export_dir))
-    spec = (tf.TensorSpec([batch_size or None, hw[0], hw[1], 3], tf.float32, name="images"),)
-    wrapped = tf.function(lambda images: fn(images=images))
+    # tf2onnx deep-copies the whole graph before each optimizer pass unless told not to
+    # (it reads the variable's presence, not its value): a 0.5 GB net would need many copies.
+    os.environ.setdefault("TF2ONNX_CATCH_ERRORS", "FALSE")
+    info = export_info(export_dir)
+    frozen = Path(export_dir) / info["frozen_graph"] if info.get("frozen_graph") else None
     try:
-        tf2onnx.convert.from_function(wrapped, input_signature=spec, opset=opset,
-                                      inputs_as_nchw=["images"] if nchw else None,
-                                      output_path=str(out))
+        with _fresh_node_protos():
+            if frozen is not None and frozen.exists():
+                # the export's frozen GraphDef: no second freeze of the variables (vgg_16: 9 GB
+                # peak instead of 14 GB)
+                graph_def = tf.compat.v1.GraphDef()
+                graph_def.ParseFromString(frozen.read_bytes())
+                outputs = [f"{n}:0" for n in info.get("outputs", ["logits", "probabilities", "classes"])]
+                tf2onnx.convert.from_graph_def(
+                    graph_def, input_names=["images:0"], output_names=outputs, opset=opset,
+                    shape_override={"images:0": [batch_size, hw[0], hw[1], 3]} if batch_size else None,
+                    inputs_as_nchw=["images:0"] if nchw else None,
+                    tensors_to_rename={"images:0": "images", **{o: o[:-2] for o in outputs}},
+                    output_path=str(out))
+            else:
+                _, fn = load_serving(find_saved_model(export_dir))
+                spec = (tf.TensorSpec([batch_size or None, hw[0], hw[1], 3], tf.float32, name="images"),)
+                wrapped = tf.function(lambda images: fn(images=images))
+                tf2onnx.convert.from_function(wrapped, input_signature=spec, opset=opset,
+                                              inputs_as_nchw=["images"] if nchw else None,
+                                              output_path=str(out))
     except Exception as err:  # tf2onnx raises plain exceptions for unsupported ops
         raise UserError(f"tf2onnx could not convert {export_dir} (opset {opset}): "
                         f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")

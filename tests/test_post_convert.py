@@ -152,6 +152,14 @@ def test_the_export_stage_layout_converts_and_publishes(tmp_path, build_dir):
     report = convert.convert(export, tmp_path / "c", precisions=("fp32", "fp16"), batch_size=2,
                              progress=lambda *_: None)
     assert report["passed"] == ["fp16", "fp32"]
+    # converted from the export's frozen GraphDef, named like the serving signature
+    run = convert.onnx_runner(tmp_path / "c" / "model.fp32.onnx")
+    assert [i.name for i in run.session.get_inputs()] == ["images"] and run.batch == 2
+    assert sorted(o.name for o in run.session.get_outputs()) == ["classes", "logits", "probabilities"]
+    nchw = convert.convert(export, tmp_path / "n", precisions=("fp32",), batch_size=0, nchw=True,
+                           progress=lambda *_: None)
+    assert nchw["passed"] == ["fp32"]
+    assert convert.onnx_runner(tmp_path / "n" / "model.fp32.onnx").session.get_inputs()[0].shape[1:] == [3, 16, 16]
     assert report["signature"]["inputs"]["images"]["shape"] == [None, 16, 16, 3]
     store = st.open_store(str(tmp_path / "store"))
     m = release.release(store, "tiny", "0.1.0", export_dir=export, convert_dir=tmp_path / "c",

@@ -63,9 +63,13 @@ def tiny_v1_export(out: Path, *, seed: int = 1, classes: int = 10, size: int = 1
                 signature_def_map={"serving_default": v1.saved_model.predict_signature_def(
                     inputs={"images": images}, outputs=outputs)}, strip_default_attrs=True)
             builder.save()
+            frozen = v1.graph_util.convert_variables_to_constants(
+                sess, sess.graph.as_graph_def(), ["logits", "probabilities", "classes"])
+    (out / "frozen_graph.pb").write_bytes(frozen.SerializeToString())
     (out / "export.json").write_text(json.dumps({
         "model": "tiny_v1", "input_name": "images", "input_shape": [None, size, size, 3],
         "num_classes": classes, "labels_offset": 0, "saved_model": "saved_model",
+        "frozen_graph": "frozen_graph.pb", "outputs": ["logits", "probabilities", "classes"],
         "training_params": {"model": "tiny_v1", "batch_size": 8}}))
     return out
 
