@@ -50,7 +50,8 @@ class BenchConfig:
     steps: int = 0                  # > 0: exactly this many queries per phase (overrides duration)
     data_dir: str = ""              # empty: synthetic seeded inputs
     max_images: int = 0             # accuracy mode: stop after this many (0 = all)
-    labels_offset: int = 0          # accuracy mode: model class = data set label - offset (export.json)
+    labels_offset: int = 0          # model class = data set label - offset (export.json)
+    preprocessing: str = ""         # slim preprocessing name for real data (export.json); empty: reader default
     seed: int = 0
     socket_id: int = -1             # -1: no socket binding
     cores: int = 0                  # cores per instance; 0: leave placement alone
@@ -223,8 +224,7 @@ def _input_pool(cfg: BenchConfig, hw, batch: int, n: int = 4):
     from slim import convert
 
     if cfg.data_dir:
-        batches = convert.reader_batches(cfg.data_dir, "validation", batch, hw, n)
-        batches = [b for b in batches if len(b) == batch]
+        batches = convert.reader_batches(cfg.data_dir, "validation", batch, hw, n, preprocessing=cfg.preprocessing)
         if batches:
             return batches
     return [convert.seeded_inputs(batch, *hw, seed=cfg.seed + i) for i in range(n)]
@@ -287,25 +287,17 @@ def measure(cfg: BenchConfig, backend) -> dict:
 
 
 def accuracy(cfg: BenchConfig, backend) -> dict:
-    """top-1/top-5 over the validation split; labels index the model's classes directly."""
-    import inspect
-
+    """top-1/top-5 over the validation split; the reader subtracts labels_offset."""
     import numpy as np
 
-    from datasets import reader
+    from slim import convert
 
     batch = backend.fixed_batch or cfg.batch_size
-    accepted = inspect.signature(reader.dataset).parameters
-    extra = {k: v for k, v in {"image_size": backend.hw[0], "height": backend.hw[0], "width": backend.hw[1],
-                               "shuffle": False, "num_epochs": 1, "is_training": False}.items()
-             if k in accepted}
-    offset = cfg.labels_offset
     seen = top1 = top5 = 0
     t0 = time.perf_counter()
-    for element in reader.dataset(cfg.data_dir, "validation", batch, **extra):
-        images, labels = (element[0], element[1]) if isinstance(element, (tuple, list)) else \
-            (element.get("images", element.get("image")), element.get("labels", element.get("label")))
-        images, labels = np.asarray(images), np.asarray(labels).reshape(-1) - offset
+    for images, labels in convert.iter_batches(cfg.data_dir, "validation", batch, backend.hw,
+                                               preprocessing=cfg.preprocessing,
+                                               labels_offset=cfg.labels_offset):
         n = len(images)
         if n < batch:       # fixed-batch models: pad the last batch, score only the real rows
             images = np.concatenate([images, np.repeat(images[-1:], batch - n, axis=0)])

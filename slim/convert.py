@@ -283,35 +283,42 @@ CONVERTERS = {"fp32": to_onnx_fp32, "fp16": to_onnx_fp16, "int8": to_onnx_int8}
 
 # ---------------------------------------------------------------- calibration data
 
-def reader_batches(data_dir, split: str, batch_size: int, hw, limit: int):
-    """Up to `limit` image batches (NHWC float32 numpy) from the data set reader."""
-    import inspect
+def iter_batches(data_dir, split: str, batch_size: int, hw, *, preprocessing: str = "",
+                 labels_offset: int = 0):
+    """(images NHWC float32, labels int64) numpy batches of one split through the data set
+    reader (`datasets.reader.dataset`), preprocessed the way the model was trained
+    (export.json's `preprocessing`; empty: the reader's default), read once in order."""
+    import numpy as np
 
     from datasets import reader  # the data engineer's tf.data reader
 
-    fn = reader.dataset
-    accepted = inspect.signature(fn).parameters
-    extra = {k: v for k, v in {"image_size": hw[0], "height": hw[0], "width": hw[1],
-                               "shuffle": False, "num_epochs": 1, "is_training": False}.items()
-             if k in accepted}
-    ds = fn(str(data_dir), split, batch_size, **extra)
+    kwargs = {"image_size": hw[0], "is_training": False, "num_epochs": 1, "labels_offset": labels_offset}
+    if preprocessing:
+        from slim.preprocessing import get_preprocessing
+
+        prep = get_preprocessing(preprocessing, is_training=False)
+        kwargs["preprocess_fn"] = lambda image, height, width, _training: prep(image, height, width)
+    for images, labels in reader.dataset(str(data_dir), split, batch_size, **kwargs):
+        yield np.asarray(images, dtype="float32"), np.asarray(labels).reshape(-1)
+
+
+def reader_batches(data_dir, split: str, batch_size: int, hw, limit: int, preprocessing: str = ""):
+    """Up to `limit` full image batches from the reader."""
     out = []
-    for element in ds:
-        images = element[0] if isinstance(element, (tuple, list)) else element.get("images", element.get("image"))
-        out.append(images.numpy().astype("float32"))
+    for images, _ in iter_batches(data_dir, split, batch_size, hw, preprocessing=preprocessing):
+        if len(images) == batch_size:
+            out.append(images)
         if len(out) >= limit:
             break
     return out
 
 
-def calibration_batches(data_dir, batch_size: int, hw, limit: int = 8, seed: int = 1):
-    import numpy as np
-
+def calibration_batches(data_dir, batch_size: int, hw, limit: int = 8, seed: int = 1, preprocessing: str = ""):
     batch = batch_size or 1
     if data_dir:
-        batches = reader_batches(data_dir, "train", batch, hw, limit)
+        batches = reader_batches(data_dir, "train", batch, hw, limit, preprocessing=preprocessing)
         if batches:
-            return [b if len(b) == batch else np.resize(b, (batch, *b.shape[1:])) for b in batches], "train shards"
+            return batches, "train shards"
     return [seeded_inputs(batch, *hw, seed=seed + i) for i in range(limit)], "seeded"
 
 
@@ -393,7 +400,8 @@ def convert(export_dir, out_dir, *, precisions=PRECISIONS, batch_size: int = 1, 
     todo = list(dict.fromkeys(["fp32", *precisions]))     # fp16 and int8 start from fp32
     calibration, calib_source = None, None
     if "int8" in todo:
-        calibration, calib_source = calibration_batches(data_dir, batch_size, hw)
+        calibration, calib_source = calibration_batches(data_dir, batch_size, hw,
+                                                        preprocessing=info.get("preprocessing") or "")
         if nchw:
             calibration = [np.ascontiguousarray(c.transpose(0, 3, 1, 2)) for c in calibration]
     results = {}

@@ -221,7 +221,8 @@ def _benchmark(model: str, out: str, key: keys.Key, cfg: dict, runner: str) -> N
             why = f": {r.get('reason')}" if r else f": not converted (precisions={','.join(PRECISIONS.get())})"
         raise UserError(f"no {cfg['precision']} ONNX model for {model}{why}")
     info = convert.export_info(export_dir(model))
-    bc = benchmark.BenchConfig(model_path=str(target), labels_offset=int(info.get("labels_offset") or 0), **cfg)
+    bc = benchmark.BenchConfig(model_path=str(target), labels_offset=int(info.get("labels_offset") or 0),
+                               preprocessing=info.get("preprocessing") or "", **cfg)
     with keys.atomic_dir(out) as tmp:
         res = benchmark.RUNNERS[runner](bc, tmp)
         keys.mark_complete(tmp, key)

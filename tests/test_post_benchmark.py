@@ -68,10 +68,13 @@ def test_accuracy_mode_scores_top1_top5_through_the_reader(models, tmp_path, mon
     labels = np.concatenate([order[:4, 0], order[4:7, 3], order[7:, 9]])
     calls = {}
 
-    def fake_dataset(dataset_dir, split, batch_size, shuffle=True, num_epochs=None):
-        calls.update(dir=dataset_dir, split=split, shuffle=shuffle, num_epochs=num_epochs)
+    def fake_dataset(dataset_dir, split, batch_size, preprocess_fn=None, image_size=224, is_training=False,
+                     labels_offset=0, num_epochs=None):
+        calls.update(dir=dataset_dir, split=split, is_training=is_training, num_epochs=num_epochs,
+                     image_size=image_size, preprocess=preprocess_fn is not None)
+        stored = labels + 1                                                # with a background class
         for i in range(0, len(images), batch_size):
-            yield images[i:i + batch_size], labels[i:i + batch_size] + 1     # labels_offset 1
+            yield images[i:i + batch_size], stored[i:i + batch_size] - labels_offset
 
     import datasets
     fake = types.ModuleType("datasets.reader")
@@ -83,9 +86,14 @@ def test_accuracy_mode_scores_top1_top5_through_the_reader(models, tmp_path, mon
         res = bm.run(bm.BenchConfig(model_path=str(path), backend=backend, mode="accuracy", data_dir="/shards",
                                     batch_size=4, labels_offset=1), out)
         assert (res["images"], res["top1"], res["top5"]) == (10, 0.4, 0.7)
-        assert calls == {"dir": "/shards", "split": "validation", "shuffle": False, "num_epochs": 1}
+        assert calls == {"dir": "/shards", "split": "validation", "is_training": False, "num_epochs": 1,
+                         "image_size": 16, "preprocess": False}
         assert "top-1 0.4000" in (out / "summary.txt").read_text()
         assert (out / "latency.png").exists()
+    # the model's own preprocessing (export.json) reaches the reader
+    bm.run(bm.BenchConfig(model_path=str(export), backend="tf", mode="accuracy", data_dir="/shards",
+                          preprocessing="vgg", max_images=4), tmp_path / "vgg")
+    assert calls["preprocess"] is True
 
 
 def test_bad_settings_are_one_line(models, tmp_path):
