@@ -435,7 +435,7 @@ def _entry(plan, img, image_id, key, from_id, seconds) -> dict:
             "context": context_summary(plan, img), "build_seconds": seconds}
 
 
-def build_image(plan: Plan, img, client=None, log=print, force=False) -> dict:
+def build_image(plan: Plan, img, client=None, log=print, force=False, nocache=False) -> dict:
     """Build img when stale; return {'tag', 'id', 'key', 'built': bool, 'seconds'}."""
     from images import engine
 
@@ -470,7 +470,8 @@ def build_image(plan: Plan, img, client=None, log=print, force=False) -> dict:
         with open(logdir / "build.log", "w") as logf:
             for chunk in client.api.build(path=str(ctx), tag=img.tag, buildargs=img.build_args,
                                           labels=labels_for(plan, img, key, from_id), rm=True,
-                                          forcerm=True, network_mode="none", pull=False, decode=True):
+                                          forcerm=True, network_mode="none", pull=False, decode=True,
+                                          nocache=nocache):
                 if "stream" in chunk:
                     text = chunk["stream"]
                     logf.write(text)

@@ -36,12 +36,12 @@ def _plan():
     """The expanded spec set (loaded once per process), or the UserError that loading raised."""
     from images import build
 
-    cli = build.assemble.parse_cli_args(IMAGE_ARGS.get()) if IMAGE_ARGS.get() else {}
-    if BASE_REF.given():
-        cli["BASE_IMAGE"] = BASE_REF.get()
-    sig = (SPECS.get(), tuple(sorted(cli.items())), str(paths.BUILD))
+    sig = (SPECS.get(), IMAGE_ARGS.get(), BASE_REF.get(), BASE_REF.given(), str(paths.BUILD))
     if sig not in _PLAN:
         try:
+            cli = build.assemble.parse_cli_args(IMAGE_ARGS.get()) if IMAGE_ARGS.get() else {}
+            if BASE_REF.given():
+                cli["BASE_IMAGE"] = BASE_REF.get()
             _PLAN[sig] = build.load_plan(SPECS.get(), cli_args=cli)
         except UserError as err:
             _PLAN[sig] = err
@@ -56,13 +56,15 @@ def _failed(name: str, err: UserError):
     return task if name is None else {"name": name, **task}
 
 
-def _safe(check):
+def _safe(check, name="check"):
+    """An uptodate callable that answers False (stale) when the check itself fails."""
     def wrapped(task, values):
         try:
             return bool(check())
         except Exception:
             return False
 
+    wrapped.__name__ = wrapped.__qualname__ = name
     return wrapped
 
 
@@ -88,7 +90,8 @@ def task_dockerfiles():
 
     return {
         "actions": [guarded(lambda: _write_dockerfiles(plan))],
-        "uptodate": [_safe(lambda: not assemble.out_of_date(plan.images, paths.ROOT / "dockerfiles"))],
+        "uptodate": [_safe(lambda: not assemble.out_of_date(plan.images, paths.ROOT / "dockerfiles"),
+                            "dockerfiles/ match the specs")],
         "verbosity": 2,
     }
 
@@ -129,7 +132,7 @@ def task_wheelhouse():
 
         return keys.is_complete(build.wheelhouse_dir(), _wheelhouse_key(plan))
 
-    return {"actions": [guarded(lambda: _fetch_wheelhouse(plan))], "uptodate": [_safe(uptodate)],
+    return {"actions": [guarded(lambda: _fetch_wheelhouse(plan))], "uptodate": [_safe(uptodate, "wheelhouse key complete")],
             "verbosity": 2}
 
 
@@ -158,7 +161,7 @@ def task_model_packages():
             print(build.ensure_package(plan, img))
 
         yield {"name": img.slice.package.name, "actions": [guarded(make)],
-               "uptodate": [_safe(uptodate)], "verbosity": 2,
+               "uptodate": [_safe(uptodate, "package content key complete")], "verbosity": 2,
                "doc": f"model package {img.slice.package.name}.tar.gz"}
 
 
@@ -191,7 +194,7 @@ def task_images():
             build.build_image(plan, img)
 
         yield {"name": img.name, "actions": [guarded(make)], "task_dep": deps,
-               "uptodate": [_safe(up)], "verbosity": 2,
+               "uptodate": [_safe(up, f"{img.tag} carries its key")], "verbosity": 2,
                "doc": f"{img.tag} from dockerfiles/{img.dockerfile_path}"}
 
 
