@@ -175,6 +175,7 @@ def main() -> int:
     args = ap.parse_args()
 
     data = make_data(args)
+    load_start = os.getloadavg()[0]
     tars = [data / "ILSVRC2012_img_train.tar", data / "ILSVRC2012_img_val.tar"]
     images = args.classes * (args.train_per_class + args.val_per_class)
     in_bytes = sum(p.stat().st_size for p in tars)
@@ -232,6 +233,8 @@ def main() -> int:
           f"cold {result['cold']['read_fraction']:.2f} "
           f"({ours_cold['input_bytes_per_second'] / 1e6:.0f} of "
           f"{raw_cold['bytes_per_second'] / 1e6:.0f} MB/s)")
+    # the machine is shared: say how busy it was
+    result["loadavg_1m"] = {"start": load_start, "end": os.getloadavg()[0]}
     shutil.rmtree(scratch, ignore_errors=True)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
