@@ -39,6 +39,9 @@ class Plan:
     spec: spec_mod.Spec
     images: list
     cli_args: dict
+    # a dict makes package keys computed once per plan: for one doit run (a snapshot of the
+    # tree), not for library users who change files between calls
+    memo: dict | None = None
 
     @property
     def by_tag(self) -> dict:
@@ -127,8 +130,13 @@ def package_key(plan: Plan, img) -> keys.Key:
     """The package's key: the content of what goes in (walked through the hash cache)."""
     from images import package
 
-    return keys.make_key("package", code=["images/package.py"], params={"name": img.slice.package.name},
-                         inputs={"content": package.content_digest(package_entries(plan, img))})
+    if plan.memo is not None and ("package", img.tag) in plan.memo:
+        return plan.memo[("package", img.tag)]
+    key = keys.make_key("package", code=["images/package.py"], params={"name": img.slice.package.name},
+                        inputs={"content": package.content_digest(package_entries(plan, img))})
+    if plan.memo is not None:
+        plan.memo[("package", img.tag)] = key
+    return key
 
 
 def package_path(plan: Plan, img, key=None) -> Path:

@@ -43,6 +43,7 @@ def _plan():
             if BASE_REF.given():
                 cli["BASE_IMAGE"] = BASE_REF.get()
             _PLAN[sig] = build.load_plan(SPECS.get(), cli_args=cli)
+            _PLAN[sig].memo = {}  # one doit run sees one snapshot of the tree
         except UserError as err:
             _PLAN[sig] = err
     return _PLAN[sig]
