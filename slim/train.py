@@ -87,16 +87,27 @@ class ProgressHook(v1.train.SessionRunHook):
 
     def begin(self):
         self._last = None
+        self._pending = None
 
     def before_run(self, run_context):
         return v1.train.SessionRunArgs(self._tensors)
 
     def after_run(self, run_context, run_values):
-        vals = run_values.results
+        self._report(run_values.results, final=False)
+
+    def end(self, session):
+        if self._pending is not None:  # the last step, if its interval had not come yet
+            self._report(self._pending, final=True)
+
+    def _report(self, vals, final):
         step = int(vals["global_step"])
         now = time.time()
-        if self._last is not None and step - self._last[0] < self._every:
+        self._pending = vals
+        if self._last is not None and step - self._last[0] < self._every and not final:
             return
+        if self._last is not None and step == self._last[0]:
+            return
+        self._pending = None
         ips = None
         if self._last is not None:
             ips = (step - self._last[0]) * self._batch / max(now - self._last[1], 1e-9)
