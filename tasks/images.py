@@ -71,10 +71,16 @@ def _safe(check, name="check"):
 
 # --- dockerfiles ----------------------------------------------------------------------------
 
+def _dockerfiles_dir(plan):
+    """<root>/dockerfiles of the spec set: the repository's for specs/, a self-contained spec
+    set's own otherwise (so another spec set never touches the committed files)."""
+    return plan.spec.root / "dockerfiles"
+
+
 def _write_dockerfiles(plan):
     from images import assemble
 
-    res = assemble.write_dockerfiles(plan.images, paths.ROOT / "dockerfiles")
+    res = assemble.write_dockerfiles(plan.images, _dockerfiles_dir(plan))
     for what in ("written", "removed"):
         for rel in res[what]:
             print(f"dockerfiles/{rel}: {what}")
@@ -91,7 +97,7 @@ def task_dockerfiles():
 
     return {
         "actions": [guarded(lambda: _write_dockerfiles(plan))],
-        "uptodate": [_safe(lambda: not assemble.out_of_date(plan.images, paths.ROOT / "dockerfiles"),
+        "uptodate": [_safe(lambda: not assemble.out_of_date(plan.images, _dockerfiles_dir(plan)),
                             "dockerfiles/ match the specs")],
         "verbosity": 2,
     }

@@ -221,3 +221,13 @@ def test_downloads_are_checked_against_their_sha256(tmp_path, build_dir):
     with pytest.raises(UserError, match=r"s.yml:4: downloads.sha256: .* has sha256 " + good):
         build.fetch_download(Download(src.as_uri(), "blob.bin", "0" * 64, Where("s.yml", 4)))
     assert not (build_dir / "downloads" / ("0" * 64)).exists(), "no partial output"
+
+
+def test_another_spec_set_never_touches_the_committed_dockerfiles(tmp_path, build_dir):
+    from conftest import run_doit
+
+    root = make_tree(tmp_path)
+    before = {p: p.read_text() for p in (ROOT / "dockerfiles").rglob("*.Dockerfile")}
+    run_doit(["dockerfiles", f"specs={root / 'specs'}"])
+    assert (root / "dockerfiles" / "models" / "base-m1.Dockerfile").exists()
+    assert {p: p.read_text() for p in (ROOT / "dockerfiles").rglob("*.Dockerfile")} == before
