@@ -189,6 +189,7 @@ def check_selected(client, image: str, features: frozenset[str] | None = None) -
         wheel = Path(json.loads(sel.read_text())["wheel"])
     except (ValueError, KeyError, TypeError):
         raise UserError(f"{sel}: expected JSON with a 'wheel' path") from None
+    wheel = wheel if wheel.is_absolute() else sel.parent / wheel   # as images.wheelhouse reads it
     if not wheel.is_file():
         raise UserError(f"{sel}: wheel {wheel} does not exist; run `doit build_wheel`")
     return preflight(client, wheel, image, features)

@@ -443,6 +443,28 @@ def _entry(plan, img, image_id, key, from_id, seconds) -> dict:
             "context": context_summary(plan, img), "build_seconds": seconds}
 
 
+def installs_selected_wheel(plan: Plan, img) -> bool:
+    """True when img installs the wheel `doit build_wheel` selected (build/wheels/selected.json):
+    the image whose own requirements hold tensorflow-cpu (tf-compiled-base)."""
+    from images import wheelhouse
+
+    return wheelhouse.selected_wheel_file().exists() and wheelhouse.TF_NAME in image_requirements(plan, img)
+
+
+def check_selected_wheel(plan: Plan, img, client) -> None:
+    """ABI (and ISA) check of the selected compiled wheel against the Python of the image img is
+    built FROM, before anything of img is built: a wheel whose tags that Python does not accept
+    (a cp35 wheel for a 3.11 image) stops the build with one line."""
+    if not installs_selected_wheel(plan, img):
+        return
+    from images import abi
+
+    try:
+        abi.check_selected(client, img.base_image)
+    except UserError as err:
+        raise UserError(f"{img.tag}: not built: {err}") from None
+
+
 def build_image(plan: Plan, img, client=None, log=print, force=False, nocache=False) -> dict:
     """Build img when stale; return {'tag', 'id', 'key', 'built': bool, 'seconds'}."""
     from images import engine
@@ -456,6 +478,7 @@ def build_image(plan: Plan, img, client=None, log=print, force=False, nocache=Fa
     if from_id is None:
         raise UserError(f"{img.tag}: its parent image {img.base_image} does not exist; build it first "
                         f"(`doit images`)")
+    check_selected_wheel(plan, img, client)
     key = image_key(plan, img, from_id)
     current = _image_id(client, img.tag)
     if not force and current is not None and \

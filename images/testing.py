@@ -76,3 +76,41 @@ def write_tiny_specs(root, n_models: int = 3, prefix: str = "zoobuild-tiny:",
         (root / "models" / m).mkdir(parents=True, exist_ok=True)
         (root / "models" / m / "model.py").write_text(f"NAME = {m!r}\n")
     return root / "specs"
+
+
+def seed_wheelhouse(build_dir, source=None) -> Path:
+    """Hard-link (or copy) the repository's wheelhouse (wheels, .debs, index.json) into
+    build_dir/wheelhouse so a test's `doit wheelhouse` reuses it instead of downloading ~300 MB.
+    Files already there (a compiled wheel `doit build_wheel` filed) are kept."""
+    import os
+    import shutil
+
+    from tasks import paths
+
+    source = Path(source) if source else paths.ROOT / "build" / "wheelhouse"
+    dest = Path(build_dir) / "wheelhouse"
+    dest.mkdir(parents=True, exist_ok=True)
+    if not source.is_dir():
+        return dest
+    for f in source.iterdir():
+        if f.is_file() and (f.suffix in (".whl", ".deb") or f.name == "index.json") \
+                and not (dest / f.name).exists():
+            try:
+                os.link(f, dest / f.name)
+            except OSError:
+                shutil.copy2(f, dest / f.name)
+    return dest
+
+
+def fake_wheel(path) -> Path:
+    """A valid (zip) wheel file at path, holding one module; its tags are in its file name."""
+    import zipfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dist, version = path.name.split("-")[:2]
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{dist}/__init__.py", "X = 1\n")
+        z.writestr(f"{dist}-{version}.dist-info/METADATA",
+                   f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    return path
