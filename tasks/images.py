@@ -127,11 +127,36 @@ def _fetch_wheelhouse(plan):
     print(f"wheelhouse: {len(index['wheels'])} wheels, {len(index['debs'])} debs in {build.wheelhouse_dir()}")
 
 
+def _command_tasks(argv=None) -> list[str]:
+    """The task names this doit command line names (options and K=V variables left out)."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    return [a for a in argv if not a.startswith("-") and "=" not in a]
+
+
+def wheel_requested(argv=None) -> bool:
+    """Did this command ask for build_wheel's result?  Yes when it sets one of build_wheel's
+    variables (wheel=, recipe=, target=) or names a build_wheel task itself."""
+    from tasks import wheel
+
+    if any(v.given() for v in (wheel.WHEEL, wheel.RECIPE, wheel.TARGET)):
+        return True
+    return any(t == "build_wheel" or t.startswith("build_wheel:") for t in _command_tasks(argv))
+
+
 def task_wheelhouse():
-    """pip download every pinned wheel the images install (hashes from requirements.lock), plus gosu."""
+    """pip download every pinned wheel the images install (hashes from requirements.lock), plus gosu.
+
+    The wheelhouse reads build/wheels/selected.json, which `doit build_wheel` writes: when this
+    command asks for a wheel (wheel=/recipe=/target= or a build_wheel task on the command line)
+    build_wheel runs first (task_dep), so `doit -n 2 build_wheel images` and
+    `doit images wheel=stock` see its result.  Otherwise the selection already on disk is used
+    and `doit images` never starts a compile of its own."""
     plan = _plan()
     if isinstance(plan, UserError):
         return _failed(None, plan)
+    deps = ["build_wheel"] if wheel_requested() else []
 
     def uptodate():
         from images import build
@@ -139,8 +164,8 @@ def task_wheelhouse():
 
         return keys.is_complete(build.wheelhouse_dir(), _wheelhouse_key(plan))
 
-    return {"actions": [guarded(lambda: _fetch_wheelhouse(plan))], "uptodate": [_safe(uptodate, "wheelhouse key complete")],
-            "verbosity": 2}
+    return {"actions": [guarded(lambda: _fetch_wheelhouse(plan))], "task_dep": deps,
+            "uptodate": [_safe(uptodate, "wheelhouse key complete")], "verbosity": 2}
 
 
 # --- model packages -------------------------------------------------------------------------

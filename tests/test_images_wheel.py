@@ -1,5 +1,5 @@
 """The images <-> build_wheel integration: the ABI check before tf-compiled-base is built,
-(more to come)."""
+build_wheel ordered before the wheelhouse when a command asks for a wheel, wheel=stock."""
 import json
 from pathlib import Path
 
@@ -24,6 +24,52 @@ def seeded(build_dir):
 
     testing.seed_wheelhouse(build_dir)
     return build_dir
+
+
+def _deps(info: str) -> list[str]:
+    lines = info.split("task_dep", 1)[1].splitlines()[1:] if "task_dep" in info else []
+    out = []
+    for line in lines:
+        if not line.strip().startswith("- "):
+            break
+        out.append(line.strip()[2:])
+    return out
+
+
+def test_wheelhouse_waits_for_build_wheel_only_when_a_wheel_is_asked_for():
+    from tasks.images import wheel_requested
+
+    assert not wheel_requested(["images"])
+    assert not wheel_requested(["-n", "2", "images", "wheelhouse"])
+    assert wheel_requested(["-n", "2", "build_wheel", "images"])
+    assert wheel_requested(["build_wheel:zoobuild-native-haswell", "wheelhouse"])
+    assert _deps(run_doit(["info", "wheelhouse"], check=False).stdout) == []
+    for var in ("wheel=stock", "wheel=compiled", "target=x86-64"):
+        assert _deps(run_doit(["info", "wheelhouse", var], check=False).stdout) == ["build_wheel"], var
+    # images depend on the wheelhouse, so tf-compiled-base sees build_wheel's result too
+    assert "wheelhouse" in _deps(run_doit(["info", "images:tf-compiled-base", "wheel=stock"], check=False).stdout)
+
+
+def test_wheel_stock_gives_the_pinned_tensorflow_cpu_only(seeded, tmp_path):
+    """A compiled wheel is selected; `doit wheelhouse wheel=stock` runs build_wheel:stock first, so
+    the wheelhouse and tf-compiled-base's context hold the pinned tensorflow-cpu and no compiled wheel."""
+    from images import build, testing, wheelbuild, wheelhouse
+
+    _select(seeded, testing.fake_wheel(tmp_path / "zoobuild_native-0.1.0+avx2-cp311-cp311-linux_x86_64.whl"))
+    res = run_doit(["wheelhouse", "wheel=stock"])
+    assert "build_wheel:stock" in res.stdout + res.stderr
+    assert not (seeded / "wheels" / "selected.json").exists()
+    index = wheelhouse.read_index(seeded / "wheelhouse")
+    assert [n for n, e in index["wheels"].items() if e.get("compiled")] == []
+    plan = build.load_plan()
+    base = plan.by_name["tf-compiled-base"]
+    wheels = build.context_summary(plan, base)["wheels"]
+    pinned = wheelbuild.stock_requirement().split("==")[1]
+    assert any(w.startswith(f"tensorflow_cpu-{pinned}-") for w in wheels), wheels
+    assert not any(w.startswith("zoobuild_native") for w in wheels)
+    text = wheelhouse.requirements_text(build.image_requirements(plan, base), index)
+    assert f"tensorflow-cpu=={pinned} --hash=sha256:" in text and "/wheelhouse/" not in text
+    assert not build.installs_selected_wheel(plan, base)
 
 
 @pytest.mark.engine
