@@ -205,3 +205,43 @@ def test_init_spec_model_builds_as_generated(real_chain, module_build, docker_cl
     assert res["built"]
     body = imagetest.run_tests(img, docker_client, only=["package-fp32-inference"])
     assert body["tests"][0]["rc"] == 0
+
+
+# --- `doit push` itself, against the local registry ---------------------------------------
+
+PUSH_PREFIX = "zoobuild-pushtest:"
+
+
+def _manifest_digest(registry: str, tag: str) -> str:
+    repo, _, name = tag.rpartition(":")
+    accept = ", ".join(["application/vnd.docker.distribution.manifest.v2+json",
+                        "application/vnd.oci.image.manifest.v1+json",
+                        "application/vnd.docker.distribution.manifest.list.v2+json",
+                        "application/vnd.oci.image.index.v1+json"])
+    req = urllib.request.Request(f"http://{registry}/v2/{repo}/manifests/{name}", method="HEAD",
+                                 headers={"Accept": accept})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.headers["Docker-Content-Digest"]
+
+
+def test_doit_push_to_the_local_registry_records_the_registry_digests(build_dir, tmp_path, docker_client,
+                                                                     base_image):
+    """`doit push` of the tiny spec set (its images built and tested on the way) to the local
+    registry (the default: images.engine.ensure_registry()); build/push.json's digests are the
+    registry's manifest digests."""
+    from images import build, engine, push, testing
+
+    registry = engine.ensure_registry()
+    specs = testing.write_tiny_specs(tmp_path / "tiny", n_models=1, prefix=PUSH_PREFIX)
+    res = run_doit(["push", f"specs={specs}"])
+    plan = build.load_plan(specs)
+    tags = [img.tag for img in plan.images if img.upload]
+    assert tags == [f"{PUSH_PREFIX}base", f"{PUSH_PREFIX}base-cat", f"{PUSH_PREFIX}base-cat-m00"]
+    records = push.read_records()
+    assert sorted(records) == sorted(tags), res.stdout
+    for tag in tags:
+        rec = records[tag]
+        assert rec["registry"] == registry and rec["image_id"] == docker_client.images.get(tag).id
+        assert rec["digest"].startswith("sha256:")
+        assert _manifest_digest(registry, tag) == rec["digest"], tag
+        assert f"pushed {tag} -> {registry}/" in res.stdout
