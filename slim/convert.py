@@ -231,8 +231,12 @@ def to_onnx_fp16(export_dir, out: Path, *, fp32_path: Path, keep_io_types: bool,
     import onnx
     from onnxconverter_common import float16
 
+    import warnings
+
     model = _detach_consumed_outputs(onnx.load(str(fp32_path)))
-    model = float16.convert_float_to_float16(model, keep_io_types=keep_io_types)
+    with warnings.catch_warnings():     # one "will be truncated" line per tiny weight
+        warnings.simplefilter("ignore", UserWarning)
+        model = float16.convert_float_to_float16(model, keep_io_types=keep_io_types)
     onnx.save(model, str(out))
     return out
 

@@ -249,26 +249,33 @@ def task_benchmark():
 
 # ---------------------------------------------------------------- publish and fetch
 
-def _eval_metrics(model: str):
-    """eval.json of `doit eval` for the current variables, when it ran."""
-    train = _train_module()
-    if train is None or not hasattr(train, "eval_dir") or EXPORT_DIR.get():
-        return None
-    try:
-        p = Path(train.eval_dir(model)) / "eval.json"
-        return json.loads(p.read_text()) if p.exists() else None
-    except (UserError, OSError, ValueError):
-        return None
+def _train_marker(export: Path) -> tuple[str | None, dict | None]:
+    """The train key behind an export (its completion marker) and that training run's marker."""
+    marker = keys.read_marker(export) or {}
+    train_hex = (marker.get("parts") or {}).get("inputs", {}).get("train")
+    if not train_hex:
+        return None, None
+    for d in (paths.BUILD / "train").glob(f"*/{train_hex[:12]}"):
+        return train_hex, keys.read_marker(d)
+    return train_hex, None
 
 
-def _dataset_key(model: str):
-    train = _train_module()
-    if train is None or not hasattr(train, "train_key") or EXPORT_DIR.get():
+def _eval_metrics(export: Path):
+    """eval.json of the `doit eval` run of the same training run as the export, when it ran."""
+    train_hex, _ = _train_marker(export)
+    if not train_hex:
         return None
-    try:
-        return train.train_key(model).inputs.get("dataset")
-    except UserError:
-        return None
+    for d in sorted((paths.BUILD / "eval").glob("*/*")):
+        marker = keys.read_marker(d) or {}
+        if (marker.get("parts") or {}).get("inputs", {}).get("train") == train_hex and (d / "eval.json").exists():
+            return json.loads((d / "eval.json").read_text())
+    return None
+
+
+def _dataset_key(export: Path):
+    """The data set digest the training run was keyed on (lineage through the run cache)."""
+    _, marker = _train_marker(export)
+    return ((marker or {}).get("parts") or {}).get("inputs", {}).get("dataset")
 
 
 def _publish(model: str, version: str) -> None:
@@ -284,8 +291,8 @@ def _publish(model: str, version: str) -> None:
     bench = [d for d in bench if _benchmarks_this(d, src, cdir)]
     release.release(_store(), model, version, export_dir=src,
                     convert_dir=cdir if keys.is_complete(cdir) else None,
-                    bench_dirs=sorted(bench), arch=ARCH.get(), eval_metrics=_eval_metrics(model),
-                    dataset_key=_dataset_key(model))
+                    bench_dirs=sorted(bench), arch=ARCH.get(), eval_metrics=_eval_metrics(src),
+                    dataset_key=_dataset_key(src))
 
 
 def _benchmarks_this(bench_dir: Path, export: Path, cdir: Path) -> bool:

@@ -10,7 +10,18 @@ pytestmark = pytest.mark.slow      # six doit runs, two of which import TensorFl
 
 
 def test_doit_convert_benchmark_publish_fetch(build_dir, tmp_path):
+    from tasks import keys
+
     export = tiny_saved_model(tmp_path / "export")
+    # the run cache behind the export: export <- train (on a data set) <- eval of that training
+    train_key = keys.Key("train", inputs={"dataset": "d" * 64})
+    keys.mark_complete(export, keys.Key("export", inputs={"train": train_key.hex}))
+    for stage, key in (("train", train_key), ("eval", keys.Key("eval", inputs={"train": train_key.hex}))):
+        d = build_dir / stage / "vgg_16" / key.short
+        d.mkdir(parents=True)
+        keys.mark_complete(d, key)
+    (build_dir / "eval" / "vgg_16" / keys.Key("eval", inputs={"train": train_key.hex}).short / "eval.json") \
+        .write_text(json.dumps({"top1": 0.75, "top5": 1.0}))
     store = tmp_path / "store"
     common = ["model=vgg_16", f"export_dir={export}", "precisions=fp32,fp16", "onnx_batch=2",
               "min_duration=0.05", "min_queries=20"]
@@ -28,7 +39,8 @@ def test_doit_convert_benchmark_publish_fetch(build_dir, tmp_path):
     manifest = json.loads((store / "models/vgg_16/1.0.0/x86_64/manifest.json").read_text())
     assert manifest["benchmark"]["onnx-fp16"]["throughput_ips"] > 0
     assert [a["precision"] for a in manifest["artifacts"]] == ["fp32", "fp16", "fp32"]
-    assert "| vgg_16 | 1.0.0 |" in (store / "MODELS.md").read_text()
+    assert manifest["dataset"]["key"] == "d" * 64 and manifest["eval"]["top1"] == 0.75
+    assert "| vgg_16 | 1.0.0 | x86_64 | fp32 | savedmodel | 0.750 |" in (store / "MODELS.md").read_text()
 
     # nothing changed: convert and benchmark are up to date; the same version is refused
     again = run_doit(["publish"] + common + ["precision=fp16", "version=1.0.0", f"store={store}"], check=False)
