@@ -13,7 +13,8 @@ from tests.conftest import run_doit
 
 pytestmark = [pytest.mark.engine]
 
-TF_COMPILED_BASE = "zoobuild:tf-compiled-base"
+TEST_PREFIX = "zoobuild-wheeltest:"          # never the shipped zoobuild:* tags
+TF_COMPILED_BASE = f"{TEST_PREFIX}tf-compiled-base"
 RUNTIME_BASE = "python:3.11-slim-bookworm"   # what tf-compiled-base is built FROM
 
 
@@ -94,18 +95,30 @@ def test_target_flags_reach_the_machine_code(wheels, tmp_path):
     assert any(op in ("mulps", "addps") for op in base_ops)
 
 
-def _tf_compiled_base(docker_client) -> str:
-    """tf-compiled-base when the images stage has built it, else the image it is built FROM."""
-    import docker.errors
+@pytest.fixture(scope="module")
+def compiled_base(wheels, bdir, docker_client):
+    """tf-compiled-base built by `doit images` in this module's build directory, under a test tag,
+    with the compiled wheel installed by the image build itself.  On the way, `doit -n 2 wheelhouse
+    target=x86-64` shows the ordering: build_wheel (cached) selects +baseline before the wheelhouse
+    reads the selection."""
+    from images import testing
 
-    try:
-        docker_client.images.get(TF_COMPILED_BASE)
-        return TF_COMPILED_BASE
-    except docker.errors.ImageNotFound:
-        from images.base import ensure_base_image
+    env = {"ZOOBUILD_BUILD_DIR": str(bdir)}
+    testing.seed_wheelhouse(bdir)
+    run_doit(["-n", "2", "wheelhouse", "target=x86-64"], env=env, timeout=900)
+    house = json.loads((bdir / "wheelhouse" / "index.json").read_text())["wheels"]
+    res = run_doit(["-n", "2", "images:tf-compiled-base", "target=haswell",
+                    f"image_args=_TAG_PREFIX={TEST_PREFIX}"], env=env, timeout=900)
+    return {"house_baseline": house, "out": res.stdout + res.stderr, "image": TF_COMPILED_BASE}
 
-        ensure_base_image(docker_client, RUNTIME_BASE)
-        return RUNTIME_BASE
+
+def _tf_compiled_base(compiled_base) -> str:
+    return compiled_base["image"]
+
+
+def test_wheelhouse_sees_the_wheel_build_wheel_selected_in_the_same_run(compiled_base, wheels):
+    entry = compiled_base["house_baseline"]["zoobuild-native"]
+    assert entry["compiled"] and entry["file"] == Path(wheels["base"]["wheel"]).name, entry
 
 
 RUN_KERNELS = (
@@ -117,35 +130,35 @@ RUN_KERNELS = (
 )
 
 
-def test_wheel_installs_and_runs_in_tf_compiled_base(wheels, docker_client, tmp_path):
+def test_wheel_installs_and_runs_in_tf_compiled_base(wheels, compiled_base, docker_client):
+    """tf-compiled-base, built by `doit images` with the haswell wheel selected, has it installed
+    next to the pinned tensorflow-cpu, and its code runs there."""
     from images import abi
 
-    image = _tf_compiled_base(docker_client)
+    image = _tf_compiled_base(compiled_base)
     wheel = Path(wheels["avx2"]["wheel"])
-    accepted = abi.preflight(docker_client, wheel, image)   # ISA on this host + ABI of the image
+    assert f"building {image}" in compiled_base["out"]
+    accepted = abi.preflight(docker_client, wheel, RUNTIME_BASE)   # ISA on this host + ABI of its FROM
     assert accepted.python == "3.11"
-    mount = tmp_path / "wheels"
-    mount.mkdir()
-    shutil.copy2(wheel, mount / wheel.name)
-    venv = "/opt/venv" if image == TF_COMPILED_BASE else "/tmp/venv"
-    script = (f"test -x {venv}/bin/pip || python3 -m venv {venv}; "
-              f"{venv}/bin/pip install -q --no-index --no-deps --force-reinstall --disable-pip-version-check /wheels/{wheel.name} && "
-              f"{venv}/bin/python -c \"{RUN_KERNELS}\" && "
-              f"ZOOBUILD_CPU_FLAGS='sse sse2' {venv}/bin/python -c 'import zoobuild_native' 2>&1 | tail -n 1")
+    script = ("/opt/venv/bin/pip list --disable-pip-version-check 2>/dev/null | grep -iE '^(zoobuild.native|tensorflow.cpu) ' && "
+              f"/opt/venv/bin/python -c \"{RUN_KERNELS}\" && "
+              "ZOOBUILD_CPU_FLAGS='sse sse2' /opt/venv/bin/python -c 'import zoobuild_native' 2>&1 | tail -n 1")
     out = docker_client.containers.run(image, ["sh", "-c", script], entrypoint=[], network_mode="none",
-                                       remove=True, volumes={str(mount): {"bind": "/wheels", "mode": "ro"}})
+                                       remove=True)
     lines = out.decode().strip().splitlines()
+    assert any(re.match(r"zoobuild[-_]native\s+0\.1\.0\+avx2$", line) for line in lines), lines
+    assert any(re.match(r"tensorflow[-_]cpu\s+\d", line) for line in lines), lines
     assert any(line.startswith("OK haswell") for line in lines), lines
     # on a CPU without AVX2 the import refuses in one line instead of SIGILL
     assert lines[-1].startswith("ImportError: zoobuild_native built for target haswell needs CPU features")
     assert "avx2" in lines[-1] and "fma" in lines[-1]
 
 
-def test_abi_mismatch_against_the_real_image_is_one_line(wheels, docker_client, tmp_path):
+def test_abi_mismatch_against_the_real_image_is_one_line(wheels, compiled_base, docker_client, tmp_path):
     from images import abi
     from tasks.errors import UserError
 
-    image = _tf_compiled_base(docker_client)
+    image = _tf_compiled_base(compiled_base)
     old = tmp_path / "zoobuild_native-0.1.0+avx2-cp35-cp35m-linux_x86_64.whl"
     shutil.copy2(wheels["avx2"]["wheel"], old)
     with pytest.raises(UserError) as err:
@@ -210,13 +223,13 @@ def test_small_change_rebuilds_but_reuses_the_compiler_cache(wheels, bdir, tmp_p
     assert warm["cache_miss"] == 0 and warm["direct_cache_hit"] + warm["preprocessed_cache_hit"] == 1  # ... compiling nothing
 
 
-def test_check_selected_refuses_a_wheel_this_cpu_cannot_run(wheels, bdir, docker_client, monkeypatch):
+def test_check_selected_refuses_a_wheel_this_cpu_cannot_run(wheels, compiled_base, bdir, docker_client, monkeypatch):
     from images import abi
     from tasks import paths
     from tasks.errors import UserError
 
     monkeypatch.setattr(paths, "BUILD", bdir)
-    image = _tf_compiled_base(docker_client)
+    image = _tf_compiled_base(compiled_base)
     assert abi.check_selected(docker_client, image).python == "3.11"
     with pytest.raises(UserError) as err:
         abi.check_selected(docker_client, image, features=frozenset({"sse", "sse2"}))
