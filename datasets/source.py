@@ -227,17 +227,26 @@ def scan_tar_stream(f, where: str):
 
 
 def scan_train(src: Source) -> dict[str, list[tuple[str, int, int]]]:
-    """{synset: [(filename, absolute offset, size), ...]} from the tar of per-synset tars."""
+    """{synset: [(filename, absolute offset, size), ...]} from the tar of per-synset tars.
+
+    The outer headers are read first; the inner tars are then scanned by several
+    threads at once (a header read from a cold disk waits ~0.3 ms; 16 of them in
+    flight keep the disk busy).  Remote files are scanned in order by one thread.
+    """
     name = layout.TRAIN_TAR
     total = src.size(name)
     out: dict[str, list] = {}
     with src.reader(name) as read:
+        members = []
         for m in scan_tar(read, total, src.path(name)):
             base = m.name.rsplit("/", 1)[-1]
             if not base.endswith(".tar"):
                 raise UserError(f"{src.path(name)}: member {m.name} is not a per-synset tar; "
                                 f"expected members named <synset>.tar")
-            synset = base[:-4]
+            members.append((base[:-4], m))
+
+        def inner(item):
+            synset, m = item
             where = f"{src.path(name)}: {m.name}"
             if m.size >= _BLOCK and not any(read(m.offset, _BLOCK)):
                 images = []  # a tar with nothing in it
@@ -247,6 +256,16 @@ def scan_train(src: Source) -> dict[str, list[tuple[str, int, int]]]:
                           for im in scan_tar(lambda o, n: read(start + o, n), m.size, where)]
             if not images:
                 raise UserError(f"{where}: empty synset tar; expected at least one image of {synset}")
+            return synset, images
+
+        if src.fs is None and len(members) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(16) as pool:
+                scanned = list(pool.map(inner, members))
+        else:
+            scanned = [inner(item) for item in members]
+        for synset, images in scanned:
             if synset in out:
                 raise UserError(f"{src.path(name)}: synset {synset} appears twice")
             out[synset] = images
