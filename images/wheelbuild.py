@@ -221,10 +221,16 @@ def substitutions(p: Plan) -> dict:
             "jobs": str(p.recipe.jobs)}
 
 
+SOURCE_DATE_EPOCH = "315532800"   # 1980-01-01, the earliest time a zip entry can carry
+
+
 def container_env(p: Plan) -> dict:
     subs = substitutions(p)
     env = {f"ZOOBUILD_{k.upper()}": v for k, v in subs.items()}
     env["ZOOBUILD_ISA_REQUIRED"] = subs["required"]
+    # fixed timestamps inside the wheel (bdist_wheel honours it): the same key gives the same
+    # bytes, so an image that installs the wheel stays up to date across build directories
+    env["SOURCE_DATE_EPOCH"] = SOURCE_DATE_EPOCH
     for var, value in p.recipe.env.items():
         env[var] = _PLACEHOLDER_RE.sub(lambda m: subs[m.group(1)], str(value))
     return env
