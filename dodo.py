@@ -15,7 +15,9 @@ from tasks.publish import *  # noqa: F401,F403
 DOIT_CONFIG = {
     "backend": "sqlite3",
     "dep_file": str(paths.BUILD / "doit.sqlite3"),
-    "default_tasks": ["engine", "base_image"],
+    # the main job: every stage end to end on the embedded synthetic mini-ILSVRC
+    "default_tasks": ["engine", "base_image", "images", "image_tests", "imagenet_tfrecords",
+                      "train", "eval", "export", "convert", "benchmark", "publish"],
     "verbosity": 2,
 }
 

@@ -57,7 +57,7 @@ INSTANCES = Var("instances", int, 1, "benchmark: concurrent pinned instances")
 BENCH_RUNNER = Var("bench_runner", str, "local", "benchmark: local (this machine) or docker (the model's image)",
                    choices=("local", "docker"))
 
-VERSION = Var("version", str, "", "publish: X.Y.Z[-YYYYMMDD] or bleedingedge; fetch: ^X.Y, ~X.Y.Z, exact or latest")
+VERSION = Var("version", str, "", "publish: X.Y.Z[-YYYYMMDD] or bleedingedge (empty: bleedingedge); fetch: ^X.Y, ~X.Y.Z, exact or latest")
 STORE = Var("store", str, "", "artifact store: a directory or file://, s3://, gs:// URL (default build/store)")
 STORE_OPTIONS = Var("store_options", str, "", "fsspec storage options as JSON, e.g. {\"endpoint_url\": ...}")
 ARCH = Var("arch", str, platform.machine(), "publish/fetch: artifact arch")
@@ -75,8 +75,18 @@ def export_dir(model: str) -> Path:
     return Path(train.export_dir(model))
 
 
-def _export_digest(path: Path) -> str:
+def _export_digest(path: Path, model: str | None = None) -> str:
+    """The export as an input: its key when `doit export` makes it (known before the files
+    exist, so one run of the chain keys convert once), else the content of export_dir=."""
+    train = _train_module()
+    if model is not None and not EXPORT_DIR.get() and train is not None and hasattr(train, "export_key"):
+        return f"export:{train.export_key(model).hex}"
     return keys.tree_digest(path) if path.exists() else "missing"
+
+
+def _export_task_dep(model: str) -> list[str]:
+    """convert and the tf benchmark run after `doit export` unless export_dir= names a SavedModel."""
+    return [] if EXPORT_DIR.get() or _train_module() is None else [f"export:{model}"]
 
 
 def _require_export(path: Path, model: str) -> None:
@@ -97,17 +107,27 @@ def _train_module():
 
 
 def _default_tfrecords() -> Path | None:
-    """The TFRecords the model was trained on (train's dataset_dir), when they exist."""
+    """The TFRecords the model was trained on (train's dataset_dir).  The path is decided by
+    keys, not by what exists yet, so a key computed before `doit imagenet_tfrecords` runs in
+    the same invocation equals the one computed after it."""
     train = _train_module()
     try:
         if train is not None and hasattr(train, "dataset_dir"):
-            d = Path(train.dataset_dir())
-        else:
-            from tasks import data
-            d = Path(data.default_tfrecords_dir())
+            return Path(train.dataset_dir())
+        from tasks import data
+        return Path(data.default_tfrecords_dir())
     except (ImportError, UserError):
         return None
-    return d if d.is_dir() and any(d.glob("validation-*")) else None
+
+
+def _data_identity(path: str) -> str:
+    """A data directory as a key input: the conversion key for the default set, else its content."""
+    default = _default_tfrecords()
+    if default is not None and Path(path) == default:
+        train = _train_module()
+        if train is not None and hasattr(train, "_dataset_digest"):
+            return train._dataset_digest()
+    return keys.tree_digest(path) if Path(path).exists() else f"missing:{path}"
 
 
 def _store():
@@ -135,9 +155,9 @@ def convert_params() -> dict:
 
 def convert_key(model: str) -> keys.Key:
     params = convert_params()
-    inputs = {"export": _export_digest(export_dir(model))}
+    inputs = {"export": _export_digest(export_dir(model), model)}
     if params["calib_dir"]:
-        inputs["calibration"] = (keys.read_marker(params["calib_dir"]) or {}).get("key", params["calib_dir"])
+        inputs["calibration"] = _data_identity(params["calib_dir"])
     return keys.make_key("convert", code=["slim/convert.py"], params=params, inputs=inputs)
 
 
@@ -149,10 +169,13 @@ def _convert(model: str, src: str, out: str, key: keys.Key, params: dict) -> Non
     from slim import convert
 
     _require_export(Path(src), model)
+    calib = params["calib_dir"]
+    if calib and not CALIB_DIR.get() and not Path(calib).is_dir():
+        calib = ""  # export_dir= without the default data set: calibrate on seeded inputs
     with keys.atomic_dir(out) as tmp:
         report = convert.convert(src, tmp, precisions=params["precisions"], batch_size=params["onnx_batch"],
                                  opset=params["opset"], nchw=params["nchw"],
-                                 keep_io_types=params["keep_io_types"], data_dir=params["calib_dir"])
+                                 keep_io_types=params["keep_io_types"], data_dir=calib)
         keys.mark_complete(tmp, key, {"passed": report["passed"], "rejected": report["rejected"]})
     if report["rejected"]:
         print(f"convert: {model}: REJECTED by the parity gate: {', '.join(report['rejected'])} "
@@ -168,7 +191,8 @@ def task_convert():
         "name": model,
         "actions": [(guarded(_convert), (model, str(export_dir(model)), str(out), key, convert_params()))],
         "uptodate": [keys.key_uptodate(key, out)],
-        "meta": {"key": key},
+        "task_dep": _export_task_dep(model),
+        "meta": {"key": key, "outdir": out},
         "doc": f"convert {model} -> {out}",
         "verbosity": 2,
     }
@@ -197,7 +221,7 @@ def _bench_model_path(model: str, cfg: dict) -> Path:
 def benchmark_key(model: str) -> keys.Key:
     cfg = bench_config(model)
     # an ONNX model is a function of its conversion's key, known before the file exists
-    digest = (_export_digest(export_dir(model)) if cfg["backend"] == "tf"
+    digest = (_export_digest(export_dir(model), model) if cfg["backend"] == "tf"
               else f"convert:{convert_key(model).hex}")
     return keys.make_key("benchmark", code=["slim/benchmark.py"], params={**cfg, "runner": BENCH_RUNNER.get()},
                          inputs={"model": digest})
@@ -239,9 +263,9 @@ def task_benchmark():
     yield {
         "name": model,
         "actions": [(guarded(_benchmark), (model, str(out), key, cfg, BENCH_RUNNER.get()))],
-        "task_dep": [f"convert:{model}"] if cfg["backend"] == "onnx" else [],
+        "task_dep": [f"convert:{model}"] if cfg["backend"] == "onnx" else _export_task_dep(model),
         "uptodate": [keys.key_uptodate(key, out)],
-        "meta": {"key": key},
+        "meta": {"key": key, "outdir": out},
         "doc": f"benchmark {model} ({cfg['backend']} {cfg['precision']}, {cfg['mode']}) -> {out}",
         "verbosity": 2,
     }
@@ -281,8 +305,7 @@ def _dataset_key(export: Path):
 def _publish(model: str, version: str) -> None:
     from artifacts import release
 
-    if not version:
-        raise UserError("publish needs version=X.Y.Z (or X.Y.Z-YYYYMMDD, or bleedingedge)")
+    version = version or "bleedingedge"  # the main job publishes to the overwritable channel
     src = export_dir(model)
     _require_export(src, model)
     bench = [d for d in (paths.BUILD / "benchmark" / model).glob("*") if keys.is_complete(d)] \
@@ -312,7 +335,7 @@ def task_publish():
         "actions": [(guarded(_publish), (model, VERSION.get()))],
         "task_dep": [f"convert:{model}", f"benchmark:{model}"],
         "uptodate": [False],
-        "doc": f"publish {model} {VERSION.get() or '(version=?)'} to {STORE.get() or paths.BUILD / 'store'}",
+        "doc": f"publish {model} {VERSION.get() or 'bleedingedge'} to {STORE.get() or paths.BUILD / 'store'}",
         "verbosity": 2,
     }
 
