@@ -302,7 +302,16 @@ def _dataset_key(export: Path):
     return ((marker or {}).get("parts") or {}).get("inputs", {}).get("dataset")
 
 
-def _publish(model: str, version: str) -> None:
+def publish_key(model: str) -> keys.Key:
+    """What a publish is made of; a finished publish of the same key is not repeated."""
+    return keys.make_key("publish", code=["artifacts"],
+                         params={"version": VERSION.get() or "bleedingedge", "store": STORE.get(),
+                                 "arch": ARCH.get()},
+                         inputs={"export": _export_digest(export_dir(model), model),
+                                 "convert": convert_key(model).hex, "benchmark": benchmark_key(model).hex})
+
+
+def _publish(model: str, version: str, out: str | None = None, key: keys.Key | None = None) -> None:
     from artifacts import release
 
     version = version or "bleedingedge"  # the main job publishes to the overwritable channel
@@ -316,6 +325,9 @@ def _publish(model: str, version: str) -> None:
                     convert_dir=cdir if keys.is_complete(cdir) else None,
                     bench_dirs=sorted(bench), arch=ARCH.get(), eval_metrics=_eval_metrics(src),
                     dataset_key=_dataset_key(src))
+    if out is not None and version == "bleedingedge":
+        with keys.atomic_dir(out) as tmp:
+            keys.mark_complete(tmp, key, {"model": model, "version": version, "store": STORE.get()})
 
 
 def _benchmarks_this(bench_dir: Path, export: Path, cdir: Path) -> bool:
@@ -330,11 +342,16 @@ def _benchmarks_this(bench_dir: Path, export: Path, cdir: Path) -> bool:
 def task_publish():
     """Publish a model version to the artifact store and regenerate the catalog (vars: version, store, arch)."""
     model = MODEL.get()
+    key = publish_key(model)
+    out = keys.run_dir("publish", model, key)
     yield {
         "name": model,
-        "actions": [(guarded(_publish), (model, VERSION.get()))],
+        "actions": [(guarded(_publish), (model, VERSION.get(), str(out), key))],
         "task_dep": [f"convert:{model}", f"benchmark:{model}"],
-        "uptodate": [False],
+        # the bleedingedge channel is republished only when something changed; an explicit
+        # version always goes to the store, which refuses a second publish of it
+        "uptodate": [keys.key_uptodate(key, out) if not VERSION.get() else False],
+        "meta": {"key": key, "outdir": out},
         "doc": f"publish {model} {VERSION.get() or 'bleedingedge'} to {STORE.get() or paths.BUILD / 'store'}",
         "verbosity": 2,
     }

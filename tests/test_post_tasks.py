@@ -59,3 +59,11 @@ def test_doit_convert_benchmark_publish_fetch(build_dir, tmp_path):
     missing = run_doit(["fetch", "model=vgg_16", "version=^3", f"store={store}", f"fetch_dir={fetched}"],
                        check=False)
     assert missing.returncode != 0 and "unsupported major version 3" in missing.stdout + missing.stderr
+
+    # without version= the main job publishes to bleedingedge, and only when something changed
+    first = run_doit(["publish"] + common + ["precision=fp16", f"store={store}"])
+    assert ".  publish:vgg_16" in first.stdout
+    assert (store / "models" / "vgg_16" / "bleedingedge" / "x86_64" / "manifest.json").exists() or \
+        any((store / "models" / "vgg_16" / "bleedingedge").rglob("manifest.json"))
+    second = run_doit(["publish"] + common + ["precision=fp16", f"store={store}"])
+    assert "-- publish:vgg_16" in second.stdout
