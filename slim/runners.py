@@ -40,9 +40,17 @@ def model_image(model):
     """The model image's tag: images.build's tag function, else build/images.json."""
     try:
         from images.build import model_image_tag
-        return model_image_tag(model)
     except ImportError:
-        pass
+        model_image_tag = None
+    if model_image_tag is not None:
+        try:  # the plan doit uses: specs= and image_args= (a tag prefix, say) apply here too
+            from tasks.images import _plan
+            plan = _plan()
+        except ImportError:
+            plan = None
+        if isinstance(plan, Exception):
+            raise plan
+        return model_image_tag(model, plan=plan)
     records = paths.BUILD / "images.json"
     if records.is_file():
         for tag in json.loads(records.read_text()):

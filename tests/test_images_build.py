@@ -245,3 +245,27 @@ def test_doit_push_to_the_local_registry_records_the_registry_digests(build_dir,
         assert rec["digest"].startswith("sha256:")
         assert _manifest_digest(registry, tag) == rec["digest"], tag
         assert f"pushed {tag} -> {registry}/" in res.stdout
+
+
+@pytest.mark.slow
+def test_doit_train_eval_with_runner_docker_in_the_model_image(real_chain, module_build, docker_client):
+    """`doit train/eval runner=docker`: the same stage inside the real model image, data and
+    outputs mounted, the files it writes owned by the caller."""
+    import json
+    import os
+
+    env = {"ZOOBUILD_BUILD_DIR": str(module_build)}
+    common = ["model=resnet_v1_50", "runner=docker", "steps=2", "batch_size=2", "eval_batch_size=4",
+              "train_image_size=64", "eval_image_size=64", *real_chain["args"]]
+    res = run_doit(["train", "eval", *common], env=env)
+    assert ".  train:resnet_v1_50" in res.stdout and ".  eval:resnet_v1_50" in res.stdout, res.stdout
+    runs = [d for d in (module_build / "train" / "resnet_v1_50").iterdir() if (d / ".complete.json").exists()]
+    assert len(runs) == 1
+    run = runs[0]
+    assert (run / "checkpoint").exists() and list(run.glob("model.ckpt-2.*"))
+    st = (run / "checkpoint").stat()
+    assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())
+    evals = list((module_build / "eval" / "resnet_v1_50").glob("*/eval.json"))
+    assert len(evals) == 1 and 0.0 <= json.loads(evals[0].read_text())["top1"] <= 1.0
+    again = run_doit(["train", "eval", *common], env=env)
+    assert "-- train:resnet_v1_50" in again.stdout and "-- eval:resnet_v1_50" in again.stdout
