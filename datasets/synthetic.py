@@ -2,7 +2,7 @@
 
     make_mini_ilsvrc(out_dir) writes
       ILSVRC2012_img_train.tar                   tar of <synset>.tar, each a tar of <synset>_<n>.JPEG
-      ILSVRC2012_img_val.tar                     flat ILSVRC2012_val_XXXXXXXX.JPEG
+      ILSVRC2012_img_val.tar                     flat ILSVRC2012_val_<8 digits>.JPEG
       ILSVRC2012_bbox_train_v2.tar.gz            <synset>/<synset>_<n>.xml, PASCAL VOC
       imagenet_2012_validation_synset_labels.txt the synset of each validation image, file order
 
@@ -263,7 +263,7 @@ def make_mini_ilsvrc(out_dir, num_classes: int = 10, train_per_class: int = 40,
                      progress=None) -> SyntheticSet:
     """Write a mini ILSVRC2012 into out_dir (see module doc).  Deterministic.
 
-    synsets: class ids to use (default: synthetic `nXXXXXXXX` ids); benchmarks pass
+    synsets: class ids to use (default: synthetic `n` + 8 digit ids); benchmarks pass
     real ImageNet ids so other ImageNet tools accept the tars.  box_every: every
     n-th training image gets a bounding-box XML (ImageNet annotates about 40%).
     workers > 1 renders classes in that many processes; the bytes do not change.
