@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from images import assemble, spec as spec_mod
-from tasks import keys, paths
+from tasks import keys, paths, records
 from tasks.errors import UserError
 
 KEY_LABEL = "org.zoobuild.key"
@@ -395,21 +395,11 @@ def labels_for(plan: Plan, img, key: keys.Key, from_id: str) -> dict:
 
 
 def _record(entry_tag: str, entry: dict) -> None:
-    from filelock import FileLock
-
-    path = paths.BUILD / "images.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        data = json.loads(path.read_text()) if path.exists() else {}
-        data[entry_tag] = entry
-        tmp = path.with_suffix(f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+    records.update_json(paths.BUILD / "images.json", entry_tag, entry)
 
 
 def read_records() -> dict:
-    path = paths.BUILD / "images.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return records.read_json(paths.BUILD / "images.json")
 
 
 def _image_id(client, ref: str) -> str | None:

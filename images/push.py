@@ -6,10 +6,7 @@ build/push.json records tag -> remote, digest, image id, registry.
 """
 from __future__ import annotations
 
-import json
-import os
-
-from tasks import paths
+from tasks import paths, records
 from tasks.errors import UserError
 
 
@@ -19,21 +16,11 @@ def remote_ref(tag: str, registry: str) -> tuple[str, str]:
 
 
 def _record(tag: str, entry: dict) -> None:
-    from filelock import FileLock
-
-    path = paths.BUILD / "push.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        data = json.loads(path.read_text()) if path.exists() else {}
-        data[tag] = entry
-        tmp = path.with_suffix(f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+    records.update_json(paths.BUILD / "push.json", tag, entry)
 
 
 def read_records() -> dict:
-    path = paths.BUILD / "push.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return records.read_json(paths.BUILD / "push.json")
 
 
 def is_pushed(tag: str, image_id: str, registry: str) -> bool:
