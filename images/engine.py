@@ -179,3 +179,29 @@ def ensure_registry(port: int = REGISTRY_PORT) -> str:
             return addr
         time.sleep(0.3)
     raise UserError(f"docker-registry did not answer on {addr} within 30s (log: {rdir / 'registry.log'})")
+
+
+# --- running a container to completion ------------------------------------------
+
+def run_to_completion(client, image: str, command: list, echo=print, **kwargs) -> tuple[int, list[str]]:
+    """Run `command` in a detached container, echo its output line by line, remove the
+    container however it ends; return (exit status, output lines)."""
+    container = client.containers.run(image, command, detach=True, **kwargs)
+    lines: list[str] = []
+    pending = b""
+    try:
+        for chunk in container.logs(stream=True, follow=True):
+            *done, pending = (pending + chunk).split(b"\n")
+            for raw in done:
+                lines.append(raw.decode(errors="replace").rstrip())
+                echo(lines[-1])
+        if pending:
+            lines.append(pending.decode(errors="replace").rstrip())
+            echo(lines[-1])
+        status = int(container.wait().get("StatusCode", 1))
+    finally:
+        try:
+            container.remove(force=True)
+        except Exception:
+            pass
+    return status, lines

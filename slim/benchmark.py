@@ -480,24 +480,14 @@ def run_in_image(cfg: BenchConfig, out_dir, image: str | None = None, client=Non
     mounts = {str(root): "ro", str(model if model.is_dir() else model.parent): "ro", str(out_dir): "rw"}
     if cfg.data_dir:
         mounts.setdefault(str(Path(cfg.data_dir).resolve()), "ro")
-    container = client.containers.run(
-        image, ["python3", "-m", "slim.benchmark", str(model), str(out_dir), "--no-chart"] + _cli_args(cfg),
-        detach=True, network_mode="none", working_dir=str(root),
+    from images.engine import run_to_completion
+
+    status, lines = run_to_completion(
+        client, image, ["python3", "-m", "slim.benchmark", str(model), str(out_dir), "--no-chart"] + _cli_args(cfg),
+        echo=echo, network_mode="none", working_dir=str(root),
         volumes={h: {"bind": h, "mode": m} for h, m in mounts.items()},
         environment={"LOCAL_USER_ID": str(os.getuid()), "LOCAL_GROUP_ID": str(os.getgid()),
                      "PYTHONPATH": str(root), "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})
-    try:
-        lines = []
-        for chunk in container.logs(stream=True, follow=True):
-            line = chunk.decode(errors="replace").rstrip("\n")
-            lines.append(line)
-            echo(line)
-        status = container.wait().get("StatusCode", 1)
-    finally:
-        try:
-            container.remove(force=True)
-        except Exception:
-            pass
     if status != 0 or not (out_dir / "results.json").exists():
         raise UserError(f"benchmark in {image} exited with status {status}: {(lines or ['no output'])[-1]}")
     res = json.loads((out_dir / "results.json").read_text())

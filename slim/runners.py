@@ -80,7 +80,7 @@ def docker_mounts(job):
 def run_docker(command, job, workdir, cluster=None, echo=print):
     if cluster:
         raise UserError("runner=docker: distributed training (cluster=) runs with runner=local")
-    from images.engine import client as docker_client
+    from images.engine import client as docker_client, run_to_completion
     tag = model_image(job["cfg"]["model"])
     job_file = _write_job(job, workdir)
     client = docker_client()
@@ -88,22 +88,13 @@ def run_docker(command, job, workdir, cluster=None, echo=print):
         client.images.get(tag)
     except Exception:
         raise UserError(f"runner=docker: image {tag} is not built; run `doit images`") from None
-    container = client.containers.run(
-        tag, ["python3", "-m", "slim.cli", command, "--config", str(job_file)],
-        detach=True, volumes=docker_mounts(job), working_dir=str(paths.ROOT),
+    status, _ = run_to_completion(
+        client, tag, ["python3", "-m", "slim.cli", command, "--config", str(job_file)], echo=echo,
+        volumes=docker_mounts(job), working_dir=str(paths.ROOT),
         environment={"LOCAL_USER_ID": str(os.getuid()), "LOCAL_GROUP_ID": str(os.getgid()),
                      "PYTHONPATH": str(paths.ROOT), "ZOOBUILD_BUILD_DIR": str(paths.BUILD),
                      "PYTHONUNBUFFERED": "1"},
         network_mode="none")
-    try:
-        for chunk in container.logs(stream=True, follow=True):
-            echo(chunk.decode(errors="replace").rstrip("\n"))
-        status = container.wait().get("StatusCode", 1)
-    finally:
-        try:
-            container.remove(force=True)
-        except Exception:
-            pass
     if status != 0:
         raise UserError(f"runner=docker: {command} in {tag} exited with status {status}")
 
