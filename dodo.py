@@ -4,7 +4,7 @@ Loading stays light: no tensorflow, docker or PIL import happens here.
 """
 import sys
 
-from tasks import lock, paths
+from tasks import errors, lock, paths
 from tasks.engine import *  # noqa: F401,F403
 from tasks.wheel import *  # noqa: F401,F403
 from tasks.images import *  # noqa: F401,F403
@@ -21,4 +21,5 @@ DOIT_CONFIG = {
     "verbosity": 2,
 }
 
+errors.wrap_task_creators(globals())
 lock.prepare(sys.argv)

@@ -20,3 +20,32 @@ def guarded(fn):
         return None if result is True else result
 
     return action
+
+
+def wrap_task_creators(namespace: dict) -> None:
+    """Task creators read variables and inputs while doit loads the graph; a UserError there
+    (a data_dir that is not there, say) becomes one line and exit status 2, not a traceback."""
+    import functools
+    import inspect
+    import sys
+
+    def fail(err):
+        print(f"zoobuild: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+
+    for name, creator in list(namespace.items()):
+        if not name.startswith("task_") or not callable(creator):
+            continue
+        if inspect.isgeneratorfunction(creator):
+            def wrapped(creator=creator):
+                try:
+                    yield from creator()
+                except UserError as err:
+                    fail(err)
+        else:
+            def wrapped(creator=creator):
+                try:
+                    return creator()
+                except UserError as err:
+                    fail(err)
+        namespace[name] = functools.wraps(creator)(wrapped)

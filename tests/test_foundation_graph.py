@@ -124,3 +124,12 @@ def test_dodo_loads_without_heavy_modules():
             "print(heavy)")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "[]"
+
+
+def test_bad_input_found_while_loading_the_graph_is_one_line(build_dir, tmp_path):
+    missing = tmp_path / "no-such-dir"
+    res = run_doit(["imagenet_tfrecords", f"data_dir={missing}", f"out_dir={tmp_path / 'out'}"], check=False)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        f"zoobuild: data_dir={missing}: not a directory; expected the ILSVRC2012 files"]
+    assert not (tmp_path / "out").exists()
