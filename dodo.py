@@ -4,7 +4,8 @@ Loading stays light: no tensorflow, docker or PIL import happens here.
 """
 import sys
 
-from tasks import errors, lock, paths
+from tasks import errors, lock
+from zoobuild import paths
 from tasks.engine import *  # noqa: F401,F403
 from tasks.wheel import *  # noqa: F401,F403
 from tasks.images import *  # noqa: F401,F403

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from artifacts import package, semver, store as st
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 log = logging.getLogger("zoobuild.fetch")
 

@@ -13,7 +13,7 @@ import posixpath
 import tarfile
 from pathlib import Path
 
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 
 # weights barely compress: level 1 is as small within a few per cent and several times faster

@@ -11,23 +11,16 @@ from __future__ import annotations
 
 import json
 import platform
-import subprocess
 import tempfile
 from pathlib import Path
 
 from artifacts import catalog, package, store as st
-from tasks.errors import UserError
+from zoobuild import gitrev
+from zoobuild.errors import UserError
 
 
 def git_revision(root: Path) -> dict:
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
-
-    rev = git("rev-parse", "HEAD")
-    if rev.returncode != 0:
-        return {"revision": None, "dirty": None}
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return {"revision": rev.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    return gitrev.revision(root)
 
 
 def model_image_tags(model: str) -> list[str]:
@@ -129,7 +122,7 @@ def release(store: st.Store, model: str, version: str, *, export_dir, convert_di
             progress=print) -> dict:
     """Pack, publish and re-catalog; returns the stored manifest."""
     from slim import convert
-    from tasks import paths
+    from zoobuild import paths
 
     root = Path(root or paths.ROOT)
     build = Path(build or paths.BUILD)

@@ -13,7 +13,7 @@ import datetime as _dt
 import re
 from dataclasses import dataclass
 
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 _VERSION_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-(\d{8}))?$")
 LEVELS = ("patch", "minor", "major")          # weakest first

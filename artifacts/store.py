@@ -13,7 +13,6 @@ S3-compatible endpoints: pass storage options (endpoint_url=...) or set FSSPEC_S
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import posixpath
 import re
@@ -21,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from artifacts import semver
-from tasks.errors import UserError
+from zoobuild.digest import sha256_file
+from zoobuild.errors import UserError
 
 CHANNELS = ("bleedingedge",)
 MANIFEST = "manifest.json"
@@ -106,14 +106,6 @@ def artifact_dir(name: str, version: str, arch: str) -> tuple[str, ...]:
 
 def tarball_name(name: str, version: str, arch: str) -> str:
     return f"{name}-{version}-{arch}.tar.gz"
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- queries

@@ -44,7 +44,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     opts = ap.parse_args()
     from images import testing
-    from tasks import paths
+    from zoobuild import paths
 
     out_path = paths.BUILD / "bench" / "images.json"
     with tempfile.TemporaryDirectory(prefix="bench-images-", dir=paths.BUILD if paths.BUILD.exists() else None) as tmp:

@@ -57,7 +57,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
 
     from images import cpu
-    from tasks import paths
+    from zoobuild import paths
 
     missing = cpu.missing_features(cpu.TARGETS["haswell"])
     if missing:

@@ -31,7 +31,7 @@ from pathlib import Path
 from datasets import layout, tfrecord
 from datasets.imageinfo import KEEP, normalize, sniff
 from datasets.source import Entry, Source, build_index
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 FORMAT_VERSION = 1
 JPEG_QUALITY = 95

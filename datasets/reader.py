@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datasets import layout
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 # slim's ImageNet keys (research/slim/datasets/imagenet.py plus build_imagenet_data.py)
 FEATURE_KEYS = (

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from datasets import layout
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 _BLOCK = 512
 _REMOTE_BLOCK = 16 << 20

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from images import cpu
-from tasks import paths
-from tasks.errors import UserError
+from zoobuild import paths
+from zoobuild.errors import UserError
 
 # Asked inside the image: everything packaging.tags needs, from the stdlib only.
 PROBE = ("import json, platform, sys, sysconfig; "

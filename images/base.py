@@ -17,7 +17,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 DEFAULT_REF = "python:3.11-slim-bookworm"
 DEFAULT_SUITE = "bookworm"

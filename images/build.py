@@ -1,6 +1,6 @@
 """Build the images a spec set describes, through docker-py, each only when stale.
 
-An image's key (tasks/keys.py) covers: this module's source, its tag, its generated
+An image's key (zoobuild/keys.py) covers: this module's source, its tag, its generated
 Dockerfile text and build args, the id of the image it is FROM (so a rebuilt parent makes
 its children stale), and the content of its build context (files, wheels, .debs,
 downloads, the model package's content key).  The image carries the key as the label
@@ -18,15 +18,15 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
 from images import assemble, spec as spec_mod
-from tasks import keys, paths, records
-from tasks.errors import UserError
+from zoobuild import keys, paths, records
+from zoobuild import gitrev
+from zoobuild.errors import UserError
 
 KEY_LABEL = "org.zoobuild.key"
 CODE = ("images/build.py",)
@@ -297,14 +297,7 @@ def is_uptodate(plan: Plan, img, record: bool = False) -> bool:
 # --- building -----------------------------------------------------------------------------
 
 def _git_revision(root: Path) -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return (rev or "unknown") + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    return gitrev.label(root)
 
 
 def _link_or_copy(src: Path, dst: Path):

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 # Feature sets, cumulative; names as /proc/cpuinfo spells them.
 _BASELINE = ("sse", "sse2")

@@ -18,8 +18,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tasks import paths
-from tasks.errors import UserError
+from zoobuild import paths
+from zoobuild.errors import UserError
 
 START_TIMEOUT_S = 90
 

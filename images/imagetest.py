@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tasks import keys, paths
-from tasks.errors import UserError
+from zoobuild import keys, paths
+from zoobuild.errors import UserError
 
 TEST_TIMEOUT_S = 900
 

@@ -8,11 +8,11 @@ import os
 import re
 from pathlib import Path
 
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
-# slim/ and datasets/ import tasks.errors and tasks.paths (stdlib only), so those travel too.
-PACKAGE_FILES = (("slim", "slim"), ("datasets", "datasets"), ("tasks/__init__.py", "tasks/__init__.py"),
-                 ("tasks/errors.py", "tasks/errors.py"), ("tasks/paths.py", "tasks/paths.py"),
+# a model package ships the libraries its stages run and the foundation they stand on (whole
+# folders: no hand-kept file lists); tasks/ (the doit wiring) never travels.
+PACKAGE_FILES = (("slim", "slim"), ("datasets", "datasets"), ("zoobuild", "zoobuild"),
                  ("images/quickstart", "quickstart"))
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 

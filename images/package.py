@@ -18,7 +18,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 FIXED_MTIME = 315532800  # 1980-01-01, the zip epoch: old enough, never 0 (some tools warn)
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".git", ".ipynb_checkpoints"}
@@ -90,7 +90,7 @@ def collect(files, root, extra: dict | None = None) -> list[Entry]:
 
 def content_digest(entries, digest_of=None) -> str:
     """sha256 over (arcname, kind, content digest): the package's content key."""
-    from tasks.keys import file_digest
+    from zoobuild.keys import file_digest
 
     digest_of = digest_of or file_digest
     h = hashlib.sha256()

@@ -6,8 +6,8 @@ build/push.json records tag -> remote, digest, image id, registry.
 """
 from __future__ import annotations
 
-from tasks import paths, records
-from tasks.errors import UserError
+from zoobuild import paths, records
+from zoobuild.errors import UserError
 
 
 def remote_ref(tag: str, registry: str) -> tuple[str, str]:

@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 PARTIAL_SUFFIX = ".partial.Dockerfile"
 

@@ -85,7 +85,7 @@ def seed_wheelhouse(build_dir, source=None) -> Path:
     import os
     import shutil
 
-    from tasks import paths
+    from zoobuild import paths
 
     source = Path(source) if source else paths.ROOT / "build" / "wheelhouse"
     dest = Path(build_dir) / "wheelhouse"

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from images import cpu
-from tasks import keys, paths
-from tasks.errors import UserError
+from zoobuild import keys, paths
+from zoobuild.errors import UserError
 
 RECIPE_DIR = paths.ROOT / "images" / "wheel" / "recipes"
 DEFAULT_RECIPE = "zoobuild-native"

@@ -26,8 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tasks import paths
-from tasks.errors import UserError
+from zoobuild import paths
+from zoobuild.errors import UserError
 
 TF_NAME = "tensorflow-cpu"
 _TARGET_ENV = {"python_version": "3.11", "python_full_version": "3.11.2", "sys_platform": "linux",
@@ -86,7 +86,7 @@ def closure(names, exclude=(), lock=None) -> list[str]:
 
     Remembered in build/wheelhouse/.closures.json per requirements.lock content (reading
     package metadata costs ~0.1 s, too much for a no-op `doit images`)."""
-    from tasks.keys import canonical, file_digest
+    from zoobuild.keys import canonical, file_digest
 
     memo_key = canonical([file_digest(lock_path()), sorted(map(norm, names)),
                           sorted(map(norm, exclude))])

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 PERCENTILES = (50, 90, 99, 99.9)
 MODES = ("benchmark", "accuracy")

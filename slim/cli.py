@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 
 def _train(job, args):

@@ -24,7 +24,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -83,7 +83,7 @@ def saved_model_signature(export_dir) -> dict:
 
 
 def weights_digest(export_dir) -> str:
-    from tasks.keys import tree_digest
+    from zoobuild.keys import tree_digest
 
     sm = find_saved_model(export_dir)
     return tree_digest(sm / "variables") if (sm / "variables").exists() else tree_digest(sm)
@@ -424,7 +424,7 @@ def convert(export_dir, out_dir, *, precisions=PRECISIONS, batch_size: int = 1, 
             entry["file"] = f"rejected/{path.name}"
             progress(f"convert: {p} REJECTED by the parity gate: {verdict['reason']}")
         else:
-            from artifacts.store import sha256_file
+            from zoobuild.digest import sha256_file
             entry.update(file=path.name, sha256=sha256_file(path), size=path.stat().st_size)
             progress(f"convert: {p} passed (max abs {verdict['max_abs']:.2g}, "
                      f"top-1 agreement {verdict['top1_agreement']:.3f})")

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 
 def load_cluster(path):

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from slim import inputs, nets, preprocessing
 from slim.train import image_size, resolve
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 v1 = tf.compat.v1
 

@@ -5,7 +5,7 @@ TFRecords). ``preprocess`` is the per-image function from slim.preprocessing.
 """
 from pathlib import Path
 
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 
 def split_info(dataset_dir):

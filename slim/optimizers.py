@@ -2,7 +2,7 @@
 optimizers and three decay schedules, plus linear warm-up)."""
 import tensorflow as tf
 
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 _v1 = tf.compat.v1.train
 

@@ -10,8 +10,8 @@ import json
 import os
 from pathlib import Path
 
-from tasks import paths
-from tasks.errors import UserError
+from zoobuild import paths
+from zoobuild.errors import UserError
 
 
 def _write_job(job, workdir):
@@ -24,7 +24,7 @@ def _write_job(job, workdir):
     return path
 
 
-def run_local(command, job, workdir, cluster=None):
+def run_local(command, job, workdir, cluster=None, image=None):
     from slim import cli
     job_file = _write_job(job, workdir)
     argv = [command, "--config", str(job_file)]
@@ -36,20 +36,14 @@ def run_local(command, job, workdir, cluster=None):
         raise UserError(f"{command} failed (see the line above)")
 
 
-def model_image(model):
-    """The model image's tag: images.build's tag function, else build/images.json."""
+def model_image(model, plan=None):
+    """The model image's tag: images.build's tag function (over the caller's plan, when the
+    doit wiring passes the one it loaded), else build/images.json."""
     try:
         from images.build import model_image_tag
     except ImportError:
         model_image_tag = None
     if model_image_tag is not None:
-        try:  # the plan doit uses: specs= and image_args= (a tag prefix, say) apply here too
-            from tasks.images import _plan
-            plan = _plan()
-        except ImportError:
-            plan = None
-        if isinstance(plan, Exception):
-            raise plan
         return model_image_tag(model, plan=plan)
     records = paths.BUILD / "images.json"
     if records.is_file():
@@ -77,11 +71,11 @@ def docker_mounts(job):
     return {host: {"bind": host, "mode": mode} for host, mode in mounts.items()}
 
 
-def run_docker(command, job, workdir, cluster=None, echo=print):
+def run_docker(command, job, workdir, cluster=None, echo=print, image=None):
     if cluster:
         raise UserError("runner=docker: distributed training (cluster=) runs with runner=local")
     from images.engine import client as docker_client, run_to_completion
-    tag = model_image(job["cfg"]["model"])
+    tag = image or model_image(job["cfg"]["model"])
     job_file = _write_job(job, workdir)
     client = docker_client()
     try:
@@ -103,7 +97,9 @@ RUNNERS = {"local": run_local, "docker": run_docker}
 RUNNER_NAMES = tuple(RUNNERS)
 
 
-def run(runner, command, job, workdir, cluster=None):
+def run(runner, command, job, workdir, cluster=None, image=None):
+    """Run one slim.cli command; `image` (runner=docker) is the tag to run in, else the
+    model's image from the default specs."""
     if runner not in RUNNERS:
         raise UserError(f"runner: unknown {runner!r}; expected one of: {', '.join(RUNNER_NAMES)}")
-    RUNNERS[runner](command, job, workdir, cluster=cluster)
+    RUNNERS[runner](command, job, workdir, cluster=cluster, image=image)

@@ -20,7 +20,7 @@ import tf_slim
 
 from slim import inputs, nets, optimizers, preprocessing
 from slim.options import defaults
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 v1 = tf.compat.v1
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from doit.cmd_base import DoitCmdBase
 from doit.exceptions import InvalidCommand
 
-from tasks import keys, params
+from tasks import params
+from zoobuild import keys
 
 
 def _previous_marker(outdir: Path) -> dict | None:

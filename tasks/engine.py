@@ -1,6 +1,6 @@
 """Tasks that make the real components available: the Docker Engine, the registry, the base image."""
 from tasks.errors import guarded
-from tasks.keys import make_key
+from zoobuild.keys import make_key
 from tasks.params import Var
 
 __all__ = ["task_engine", "task_registry", "task_base_image"]

@@ -1,8 +1,5 @@
-"""The one exception type that means "the user gave us something wrong"."""
-
-
-class UserError(Exception):
-    """Bad input: the message is one line naming what was wrong and what was expected."""
+"""Turning a UserError (zoobuild.errors) into doit's failure: one line, no traceback."""
+from zoobuild.errors import UserError
 
 
 def guarded(fn):

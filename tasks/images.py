@@ -13,7 +13,7 @@ win over the specs'), base_image=REF (the Python base image, shared with `doit b
 """
 from __future__ import annotations
 
-from tasks import paths
+from zoobuild import paths
 from tasks.engine import BASE_REF
 from tasks.errors import UserError, guarded
 from tasks.params import Var
@@ -107,7 +107,7 @@ def task_dockerfiles():
 
 def _wheelhouse_key(plan):
     from images import build, wheelhouse
-    from tasks.keys import file_digest, make_key
+    from zoobuild.keys import file_digest, make_key
 
     reqs, debs = build.wheelhouse_needs(plan)
     sel = wheelhouse.selected_wheel_file()
@@ -118,7 +118,7 @@ def _wheelhouse_key(plan):
 
 def _fetch_wheelhouse(plan):
     from images import build, wheelhouse
-    from tasks import keys
+    from zoobuild import keys
 
     reqs, debs = build.wheelhouse_needs(plan)
     index = wheelhouse.fetch(reqs, debs, build.wheelhouse_dir())
@@ -160,7 +160,7 @@ def task_wheelhouse():
 
     def uptodate():
         from images import build
-        from tasks import keys
+        from zoobuild import keys
 
         return keys.is_complete(build.wheelhouse_dir(), _wheelhouse_key(plan))
 
@@ -182,7 +182,7 @@ def task_model_packages():
 
         def uptodate(img=img):
             from images import build
-            from tasks import keys
+            from zoobuild import keys
 
             key = build.package_key(plan, img)
             return keys.is_complete(keys.run_dir("packages", img.slice.package.name, key), key)

@@ -5,7 +5,7 @@ import fcntl
 import os
 import sys
 
-from tasks import paths
+from zoobuild import paths
 
 # commands that only read the graph or the state take no lock
 READ_ONLY = {"list", "info", "help", "why", "graph", "vars", "dumpdb", "tabcompletion", "strace"}

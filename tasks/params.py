@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 _REGISTRY: dict[str, list["Var"]] = {}
 

@@ -20,7 +20,7 @@ import json
 import platform
 from pathlib import Path
 
-from tasks import keys, paths
+from zoobuild import keys, paths
 from tasks.errors import UserError, guarded
 from tasks.params import Var
 

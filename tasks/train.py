@@ -27,7 +27,7 @@ from pathlib import Path
 from slim.nets import MODEL_NAMES
 from slim.options import EVAL_OPTIONS, TRAIN_OPTIONS
 from slim.runners import RUNNER_NAMES
-from tasks import keys, paths
+from zoobuild import keys, paths
 from tasks.errors import UserError, guarded
 from tasks.params import Var
 
@@ -151,6 +151,19 @@ def _job(model: str, **more) -> dict:
 
 # --- actions -------------------------------------------------------------------------------
 
+def _image(model, runner):
+    """runner=docker runs in the model image of the plan doit loaded (specs=, image_args=)."""
+    if runner != "docker":
+        return None
+    from images.build import model_image_tag
+    from tasks.images import _plan
+
+    plan = _plan()
+    if isinstance(plan, Exception):
+        raise plan
+    return model_image_tag(model, plan=plan)
+
+
 def _train(model, job, key, runner, cluster):
     from slim import runners
     outdir = Path(job["train_dir"])
@@ -159,7 +172,7 @@ def _train(model, job, key, runner, cluster):
         print(f"train {model}: new run in {outdir}")
     else:
         print(f"train {model}: resuming from the last checkpoint in {outdir}")
-    runners.run(runner, "train", job, outdir, cluster=cluster or None)
+    runners.run(runner, "train", job, outdir, cluster=cluster or None, image=_image(model, runner))
     summary = json.loads((outdir / "train.json").read_text())
     if summary.get("global_step", 0) < job["cfg"]["steps"]:
         raise UserError(f"train {model}: stopped at step {summary.get('global_step')} "
@@ -173,7 +186,7 @@ def _eval(model, job, key, runner):
     outdir = Path(job["out"]).parent
     with keys.atomic_dir(outdir) as tmp:
         tmp_job = dict(job, out=str(tmp / "eval.json"))
-        runners.run(runner, "eval", tmp_job, tmp)
+        runners.run(runner, "eval", tmp_job, tmp, image=_image(model, runner))
         (tmp / "job.json").unlink(missing_ok=True)
         keys.mark_complete(tmp, key)
     beside = Path(job["train_dir"]) / "eval.json"   # beside the checkpoint, for people
@@ -186,7 +199,7 @@ def _export(model, job, key, runner):
     outdir = Path(job["out"])
     with keys.atomic_dir(outdir) as tmp:
         tmp_job = dict(job, out=str(tmp), extra={**job["extra"], "export_dir": str(outdir)})
-        runners.run(runner, "export", tmp_job, tmp)
+        runners.run(runner, "export", tmp_job, tmp, image=_image(model, runner))
         (tmp / "job.json").unlink(missing_ok=True)
         keys.mark_complete(tmp, key)
 

@@ -11,7 +11,7 @@ a copy in the wheelhouse, and build/wheels/selected.json, which tf-compiled-base
 from pathlib import Path
 
 from images import cpu
-from tasks import paths
+from zoobuild import paths
 from tasks.errors import UserError, guarded
 from tasks.params import Var
 

@@ -31,7 +31,7 @@ def base_image(docker_client):
 @pytest.fixture
 def build_dir(tmp_path, monkeypatch):
     """A private build directory for in-process code and for doit subprocesses."""
-    from tasks import keys, paths
+    from zoobuild import keys, paths
 
     bdir = tmp_path / "build"
     bdir.mkdir()

@@ -20,7 +20,7 @@ from PIL import Image
 from datasets import layout
 from datasets.convert import convert
 from datasets.synthetic import make_mini_ilsvrc
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARDS = {"train_shards": 8, "validation_shards": 3}

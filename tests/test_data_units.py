@@ -139,7 +139,7 @@ def test_synthetic_classes_are_visibly_separable():
 @pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT])
 def test_scan_tar_matches_tarfile(fmt):
     from datasets.source import scan_tar
-    from tasks.errors import UserError
+    from zoobuild.errors import UserError
 
     names = ["a.JPEG", "d" * 90 + "/" + "n" * 60 + ".JPEG", "é.JPEG"]
     if fmt != tarfile.USTAR_FORMAT:

@@ -73,7 +73,7 @@ def test_engine_starts_its_own_dockerd_when_none_answers(tmp_path, monkeypatch):
 
 def test_no_engine_and_not_root_says_what_to_do(tmp_path, monkeypatch):
     from images import engine
-    from tasks.errors import UserError
+    from zoobuild.errors import UserError
 
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     monkeypatch.setenv("ZOOBUILD_ENGINE_DIR", str(tmp_path / "engine"))

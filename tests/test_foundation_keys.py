@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks import keys, params
-from tasks.errors import UserError
+from tasks import params
+from zoobuild import keys
+from zoobuild.errors import UserError
 
 
 def test_key_changes_with_code_params_inputs_and_not_otherwise(build_dir, tmp_path):

@@ -18,7 +18,7 @@ TEST_PREFIX = "zoobuild-test:"   # never clobber the user's zoobuild:* images
 @pytest.fixture(scope="module")
 def module_build(tmp_path_factory):
     """A private build directory for this module (in-process code and doit subprocesses)."""
-    from tasks import keys, paths
+    from zoobuild import keys, paths
 
     bdir = tmp_path_factory.mktemp("images") / "build"
     bdir.mkdir()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from images import package, wheelhouse
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 
 def tree(tmp_path):
@@ -115,7 +115,7 @@ def test_compiled_wheel_hook(build_dir):
 
 
 def test_model_images_install_what_the_packaged_code_imports():
-    """Every third-party module slim/ and datasets/ import at top level is installed in the
+    """Every third-party module slim/, datasets/ and zoobuild/ import at top level is installed in the
     model images (the closure of tf-compiled-base's and image-recognition's requirements)."""
     import re
     import sys
@@ -131,10 +131,10 @@ def test_model_images_install_what_the_packaged_code_imports():
     dists = metadata.packages_distributions()
     root = Path(__file__).resolve().parent.parent
     missing = {}
-    for src in ("slim", "datasets"):
+    for src in ("slim", "datasets", "zoobuild"):
         for py in (root / src).rglob("*.py"):
             for mod in re.findall(r"^(?:import|from) ([A-Za-z_][A-Za-z0-9_]*)", py.read_text(), re.M):
-                if mod in sys.stdlib_module_names or mod in ("slim", "datasets", "tasks", "images", "__future__"):
+                if mod in sys.stdlib_module_names or mod in ("slim", "datasets", "zoobuild", "images", "__future__"):
                     continue
                 names = {wheelhouse.norm(d) for d in dists.get(mod, [mod])}
                 if not names & installed:

@@ -211,7 +211,7 @@ def test_downloads_are_checked_against_their_sha256(tmp_path, build_dir):
 
     from images import build
     from images.spec import Download, Where
-    from tasks.errors import UserError
+    from zoobuild.errors import UserError
 
     src = tmp_path / "blob.bin"
     src.write_bytes(b"payload")

@@ -8,7 +8,7 @@ import pytest
 
 from slim import benchmark as bm
 from slim import convert
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 from test_post_fixtures import tiny_saved_model
 
 

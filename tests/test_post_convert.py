@@ -7,7 +7,7 @@ import pytest
 
 from artifacts import catalog, fetch, release, store as st
 from slim import convert
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 from test_post_fixtures import tiny_saved_model, tiny_v1_export
 
 

@@ -11,7 +11,7 @@ import pytest
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 from artifacts import catalog, fetch, package, semver, store as st
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 SIG_A = {"inputs": {"images": {"dtype": "float32", "shape": [None, 16, 16, 3]}},
          "outputs": {"logits": {"dtype": "float32", "shape": [None, 10]}}}

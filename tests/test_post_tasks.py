@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow      # six doit runs, two of which import TensorFl
 
 
 def test_doit_convert_benchmark_publish_fetch(build_dir, tmp_path):
-    from tasks import keys
+    from zoobuild import keys
 
     export = tiny_saved_model(tmp_path / "export")
     # the run cache behind the export: export <- train (on a data set) <- eval of that training

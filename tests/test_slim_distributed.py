@@ -5,7 +5,7 @@ import json
 import pytest
 
 from slim import distributed
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 from test_slim_common import SMALL, dataset_dir  # noqa: F401
 
 

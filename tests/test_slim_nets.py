@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from slim import nets
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 TF_SLIM_NETS = ["alexnet_v2", "inception_v1", "inception_v2", "inception_v3", "overfeat",
                 "vgg_a", "vgg_16", "vgg_19"] + [

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from slim import options
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 
 def _cfg(**kw):

@@ -5,8 +5,8 @@ import os
 import pytest
 
 from slim import runners
-from tasks import paths
-from tasks.errors import UserError
+from zoobuild import paths
+from zoobuild.errors import UserError
 
 
 class _Container:

@@ -157,7 +157,7 @@ def test_wheel_installs_and_runs_in_tf_compiled_base(wheels, compiled_base, dock
 
 def test_abi_mismatch_against_the_real_image_is_one_line(wheels, compiled_base, docker_client, tmp_path):
     from images import abi
-    from tasks.errors import UserError
+    from zoobuild.errors import UserError
 
     image = _tf_compiled_base(compiled_base)
     old = tmp_path / "zoobuild_native-0.1.0+avx2-cp35-cp35m-linux_x86_64.whl"
@@ -172,8 +172,8 @@ def test_failed_build_is_one_line_and_leaves_no_output(wheels, bdir, tmp_path, m
     import yaml
 
     from images import wheelbuild
-    from tasks import keys, paths
-    from tasks.errors import UserError
+    from zoobuild import keys, paths
+    from zoobuild.errors import UserError
 
     monkeypatch.setattr(paths, "BUILD", bdir)
     monkeypatch.setattr(keys, "_CACHE", None)
@@ -195,7 +195,7 @@ def test_small_change_rebuilds_but_reuses_the_compiler_cache(wheels, bdir, tmp_p
     import yaml
 
     from images import wheelbuild
-    from tasks import keys, paths
+    from zoobuild import keys, paths
 
     monkeypatch.setattr(paths, "BUILD", bdir)
     monkeypatch.setattr(keys, "_CACHE", None)
@@ -226,8 +226,8 @@ def test_small_change_rebuilds_but_reuses_the_compiler_cache(wheels, bdir, tmp_p
 
 def test_check_selected_refuses_a_wheel_this_cpu_cannot_run(wheels, compiled_base, bdir, docker_client, monkeypatch):
     from images import abi
-    from tasks import paths
-    from tasks.errors import UserError
+    from zoobuild import paths
+    from zoobuild.errors import UserError
 
     monkeypatch.setattr(paths, "BUILD", bdir)
     image = _tf_compiled_base(compiled_base)
@@ -241,7 +241,7 @@ def test_same_key_gives_the_same_wheel_bytes(wheels, tmp_path, monkeypatch):
     """Another build directory (cold compiler cache) builds a byte-identical haswell wheel
     (SOURCE_DATE_EPOCH), so images installing it stay up to date across build directories."""
     from images import wheelbuild
-    from tasks import keys, paths
+    from zoobuild import keys, paths
 
     monkeypatch.setattr(paths, "BUILD", tmp_path / "build")
     monkeypatch.setattr(keys, "_CACHE", None)

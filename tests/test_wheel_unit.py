@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from images import abi, cpu, wheelbuild
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 

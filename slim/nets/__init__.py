@@ -9,7 +9,7 @@ import functools
 import importlib
 from dataclasses import dataclass
 
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 
 @dataclass(frozen=True)

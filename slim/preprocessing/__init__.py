@@ -5,7 +5,7 @@ option overrides it. The table is plain data; modules import on first use.
 """
 import importlib
 
-from tasks.errors import UserError
+from zoobuild.errors import UserError
 
 PREPROCESSING = {
     "vgg": "slim.preprocessing.vgg",

@@ -9,17 +9,16 @@ directory is complete is found again and nothing runs.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import shutil
 import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks import paths
+from zoobuild import paths
+from zoobuild.atomic import atomic_dir  # noqa: F401  (stages import it from here too)
 
 COMPLETE = ".complete.json"
 _CHUNK = 1 << 20
@@ -199,24 +198,6 @@ def key_uptodate(key: Key, outdir):
 
     check.__name__ = f"key:{key.short}"
     return check
-
-
-@contextlib.contextmanager
-def atomic_dir(final):
-    """Yield a temporary directory beside `final`; rename it into place on success."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
 
 
 def stale_reasons(key: Key, previous: dict | None) -> list[str]:
