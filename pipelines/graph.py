@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import json
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 ENTRY = ["python3", "-m", "slim.stage"]
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list": list}
@@ -74,9 +75,12 @@ def component(name: str, command: str, image: str, values: dict, artifacts=(), l
                 argv += ["--param", n, bound[n]]
         for a in artifacts:
             argv += ["--input", a, bound[a].path]
-        for a in list_artifacts:
-            argv += ["--input-list", a, bound[a]]
-        argv += ["--out", bound["out"].path]
+        for a in list_artifacts:   # a list of artifacts has no path placeholder: read it from
+            argv += ["--input-list", a, "{{$}}"]   # the executor input (kfp.local resolves only this)
+        # the output directory, and the ExecutorOutput file through which a container component
+        # reports its output artifact (kfp.local reads only that; the KFP launcher reads it too)
+        argv += ["--out", bound["out"].path, "--out-uri", bound["out"].uri,
+                 "--executor-output", "{{$.outputs.output_file}}"]
         return dsl.ContainerSpec(image=image, command=list(ENTRY), args=argv)
 
     spec.__signature__ = sig
@@ -102,8 +106,10 @@ def pipeline_func(desc: Description):
 
     params = {p.name: p for p in desc.params}
     P = inspect.Parameter
+    # the pipeline's outputs: every stage's output directory, so a run hands back where each is
+    outputs_type = NamedTuple("Outputs", [(st.name.replace("-", "_"), dsl.Artifact) for st in desc.stages])
     sig = inspect.Signature([P(p.name, P.POSITIONAL_OR_KEYWORD, annotation=_TYPES[p.type], default=p.default)
-                             for p in desc.params])
+                             for p in desc.params], return_annotation=outputs_type)
 
     def body(*args, **kwargs):
         bound = sig.bind(*args, **kwargs)
@@ -127,6 +133,7 @@ def pipeline_func(desc: Description):
                 comp = component(st.name, st.command, st.image, _values(st, params), st.inputs)
                 task = _resources(comp(**kwargs), st)
             outputs[st.name] = task.outputs["out"]
+        return outputs_type(*(outputs[st.name] for st in desc.stages))
 
     body.__signature__ = sig
     body.__name__ = desc.name.replace("-", "_")

@@ -177,7 +177,10 @@ def _benchmark(job, cfg, inputs, out, key):
     info = convert.export_info(inputs["export"])
     bc = benchmark.BenchConfig(model_path=str(target), labels_offset=int(info.get("labels_offset") or 0),
                                preprocessing=info.get("preprocessing") or "", **bench)
-    res = benchmark.run_local(bc, out)
+    # the model images carry no matplotlib: results and summary, no chart (doit's run draws it)
+    res = benchmark.run(bc, out, chart_png=False)
+    res["runner"] = {"name": "kfp", "image": job["compiled"]["docker_image"]}
+    (out / "results.json").write_text(json.dumps(res, indent=1, sort_keys=True))
     if cfg.get("verbose"):
         print(benchmark.summary_text(res), end="")
 
@@ -226,6 +229,16 @@ def run_stage(command: str, job: dict, given: dict, inputs: dict, out: Path, com
     return key
 
 
+def write_executor_output(path: str, uri: str, key: keys.Key, command: str) -> None:
+    """KFP's ExecutorOutput: the output artifact `out` at its URI, with the key as metadata."""
+    body = {"artifacts": {"out": {"artifacts": [
+        {"name": "out", "uri": uri, "metadata": {"zoobuild_key": key.hex, "zoobuild_stage": command}}]}}}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(json.dumps(body))
+    os.replace(tmp, path)
+
+
 def _tf_config_train(job: dict) -> None:
     """ps/worker training from TF_CONFIG (set by the TFJob operator or the Job manifest)."""
     from slim import train
@@ -245,8 +258,10 @@ def main(argv=None) -> int:
     p.add_argument("--key", default="")
     p.add_argument("--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     p.add_argument("--input", nargs=2, action="append", default=[], metavar=("NAME", "DIR"))
-    p.add_argument("--input-list", nargs=2, action="append", default=[], metavar=("NAME", "JSON"))
+    p.add_argument("--input-list", nargs=2, action="append", default=[], metavar=("NAME", "EXECUTOR_INPUT"))
     p.add_argument("--out", default="")
+    p.add_argument("--out-uri", default="", help="the output artifact's URI (for --executor-output)")
+    p.add_argument("--executor-output", default="", help="write KFP's ExecutorOutput JSON here")
     p.add_argument("--tf-config", action="store_true", help="distributed training from TF_CONFIG")
     args = p.parse_args(argv)
     try:
@@ -258,13 +273,14 @@ def main(argv=None) -> int:
         types = dict(job.get("param_types", {}), shard_range="str")
         given = {n: _value(v, types.get(n, "str")) for n, v in args.param}
         inputs = {n: _local(v) for n, v in args.input}
-        for name, text in args.input_list:
-            items = json.loads(text)
-            items = items.get("artifacts", items) if isinstance(items, dict) else items
-            inputs[name] = [_local(a["uri"] if isinstance(a, dict) else a) for a in items]
+        for name, text in args.input_list:   # KFP's executor input JSON ({{$}})
+            items = json.loads(text)["inputs"]["artifacts"][name]["artifacts"]
+            inputs[name] = [_local(a["uri"]) for a in items]
         if not args.out:
             raise UserError("--out: expected the output directory")
-        run_stage(args.command, job, given, inputs, Path(args.out), args.key)
+        key = run_stage(args.command, job, given, inputs, Path(args.out), args.key)
+        if args.executor_output:
+            write_executor_output(args.executor_output, args.out_uri or args.out, key, args.command)
     except UserError as err:
         print(f"zoobuild: {err}", file=sys.stderr)
         return 2

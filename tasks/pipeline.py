@@ -19,11 +19,14 @@ from zoobuild import paths
 from tasks.errors import UserError, guarded
 from tasks.params import Var
 
-__all__ = ["task_pipeline"]
+__all__ = ["task_pipeline", "task_pipeline_local"]
 
 PIPELINES = ("main", "benchmark")
 PIPELINE = Var("pipeline", str, "main", "pipeline: which pipeline `doit pipeline` compiles", choices=PIPELINES)
 FAN_OUT = Var("fan_out", int, 4, "pipeline: conversion tasks (shard ranges) of the TFRecords stage")
+IMAGE_MODEL = Var("image_model", str, "", "pipeline: run the model stages in this model's image "
+                  "(default: the model's own; every model image ships all of slim's nets)")
+PIPELINE_ARGS = Var("pipeline_args", str, "", "pipeline_local: run-time parameter values as a JSON object")
 RESOURCES = Var("resources", str, "", "pipeline: per-stage requests STAGE=CPU/MEMORY,... over the defaults")
 
 _TYPE = {bool: "bool", int: "int", float: "float", str: "str", list: "list"}
@@ -83,7 +86,7 @@ def describe(name: str, registry: str = ""):
     from tasks import data, publish, train
 
     model = train.MODEL.get()
-    img = _images(model, registry)
+    img = _images(IMAGE_MODEL.get() or model, registry)
     res = st.resources(RESOURCES.get())
     with _no_cluster_file():
         k = {"synthetic": data.synthetic_key(), "tfrecords": data.tfrecords_key(),
@@ -239,3 +242,38 @@ def task_pipeline():
             raise UserError(f"fan_out={FAN_OUT.get()}: expected at least 1 conversion task")
     return {"actions": [(guarded(_write), (name, registry, spec))], "uptodate": [False],
             "doc": f"compile the {name} pipeline -> build/pipeline/{name}.yaml", "verbosity": 2}
+
+
+def _run_local(name: str, args_json: str) -> None:
+    import json
+
+    from pipelines import local
+    from zoobuild import atomic, keys
+
+    try:
+        arguments = json.loads(args_json) if args_json else {}
+    except ValueError:
+        arguments = None
+    if not isinstance(arguments, dict):
+        raise UserError(f"pipeline_args={args_json!r}: expected a JSON object of parameter values")
+    desc = describe(name)
+    known = {p.name for p in desc.params}
+    unknown = sorted(set(arguments) - known)
+    if unknown:
+        raise UserError(f"pipeline_args: unknown parameter(s) {', '.join(unknown)}; the {name} pipeline "
+                        f"takes {', '.join(sorted(known))}")
+    root = paths.BUILD / "pipeline" / "local"
+    outputs = local.run(desc, root, arguments)
+    report = {"pipeline": name, "arguments": arguments, "root": str(root), "stages": {}}
+    for stage, path in outputs.items():
+        marker = keys.read_marker(path) or {}
+        report["stages"][stage] = {"dir": str(path), "key": marker.get("key"),
+                                   "compiled_key": marker.get("compiled_key")}
+    out = atomic.write_json(paths.BUILD / "pipeline" / f"{name}-local.json", report)
+    print(f"pipeline_local: {name} ran on the local engine; outputs in {out}")
+
+
+def task_pipeline_local():
+    """Run the pipeline here with kfp.local's DockerRunner (vars: pipeline, pipeline_args, and the graph's)."""
+    return {"actions": [(guarded(_run_local), (PIPELINE.get(), PIPELINE_ARGS.get()))], "uptodate": [False],
+            "doc": "run the compiled components on the local Docker Engine (kfp.local)", "verbosity": 2}
