@@ -65,6 +65,11 @@ def rekey(job: dict, given: dict, inputs: dict) -> keys.Key:
         cfg_name, in_key = job["param_map"][name]
         if in_key and not (value == "" and name in job.get("keep_if_empty", [])):
             params[cfg_name] = value
+    for name in job.get("sorted_params", []):   # doit keys a set of values in sorted order
+        params[name] = sorted(params[name])
+    acc = job.get("accuracy_data_dir")   # doit's benchmark keys accuracy mode on its TFRecords
+    if acc is not None and params.get("mode") == "accuracy" and not params.get("data_dir"):
+        params["data_dir"] = acc
     key_inputs = dict(parts["inputs"])
     for key_input, (art, fmt) in job.get("key_inputs", {}).items():
         key_inputs[key_input] = fmt.format(upstream_key(inputs[art]))

@@ -131,19 +131,21 @@ def describe(name: str, registry: str = ""):
     if "calibration" in parts["convert"]["inputs"]:
         conv_in["calibration"] = "tfrecords"
     conv_params = {n: [n, True] for n in ("precisions", "onnx_batch", "opset", "nchw", "keep_io_types")}
-    out.append(stage("convert", "convert", img["model"], {"cfg": convert_cfg},
+    out.append(stage("convert", "convert", img["model"], {"cfg": convert_cfg, "sorted_params": ["precisions"]},
                      conv_params if name == "main" else {}, conv_in))
     bench_job = {"cfg": {**bench_cfg, "data_dir": publish.BENCH_DATA.get(), "run_mode": "inference",
                          "model_name": model, "docker_image": img["model"], "verbose": False},
                  "bench_fields": _BENCH_FIELDS, "keep_if_empty": ["bench_data_dir", "data_location"],
-                 "compiled": {"model_name": model, "docker_image": img["model"]}}
+                 "compiled": {"model_name": model, "docker_image": img["model"]},
+                 "accuracy_data_dir": str(publish._default_tfrecords() or "")}
     bench_in = {"export": "export", "dataset": "tfrecords", **({"convert": "convert"} if backend == "onnx" else {})}
     if name == "main":
         bench_params = {p: [f, True] for p, f in _MAIN_BENCH.items()}
         out.append(stage("benchmark", "benchmark", img["model"], bench_job, bench_params, bench_in))
         out.append(stage("publish", "publish", img["data"],
                          {"cfg": {"model": model, "version": publish.VERSION.get(), "store": publish.STORE.get(),
-                                  "arch": publish.ARCH.get()}},
+                                  "arch": publish.ARCH.get()},
+                          "keep_if_empty": ["version"]},   # empty: bleedingedge, as in the key
                          {n: [n, True] for n in ("version", "store", "arch")},
                          {"export": "export", "convert": "convert", "benchmark": "benchmark", "eval": "eval"}))
         params += [_var_param(v) for v in train_opts] + [_var_param(v) for v in train.EVAL.values()]
