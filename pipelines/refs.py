@@ -38,14 +38,3 @@ def image_ref(tag: str, registry: str, push_records: dict | None = None) -> str:
         return f"{registry}/{repo}@{rec['digest']}"
     return f"{registry}/{repo}:{name}" if registry else f"{repo}:{name}"
 
-
-def local_tag(ref: str, push_records: dict | None = None) -> str:
-    """The local tag behind a reference this module made (for running on the local engine)."""
-    recs = pushed() if push_records is None else push_records
-    for tag, rec in recs.items():
-        repo = rec.get("remote", "").rsplit(":", 1)[0]
-        if rec.get("digest") and ref == f"{repo}@{rec['digest']}":
-            return tag
-    if "/" in ref.split(":", 1)[0] or ref.count("/") and "." in ref.split("/", 1)[0] or ":" in ref.split("/", 1)[0]:
-        return ref.split("/", 1)[1]
-    return ref
