@@ -72,7 +72,7 @@ def config_map(name: str, job: dict):
                          data={"job.json": json.dumps(job, indent=1, sort_keys=True)})
 
 
-def tfjob(name: str, image: str, spec: dict, job: dict, claim: str, cpu="2", memory="4G") -> dict:
+def tfjob(name: str, image: str, spec: dict, claim: str, cpu="2", memory="4G") -> dict:
     """The TFJob manifest (a dict: kubeflow.org/v1 has no model in the kubernetes client;
     its pod templates are V1PodTemplateSpec)."""
     from kubernetes import client as k
@@ -95,7 +95,7 @@ def tf_config(name: str, spec: dict, job_name: str, index: int) -> dict:
     return {"cluster": {j: h for j, h in hosts.items() if h}, "task": {"type": job_name, "index": index}}
 
 
-def plain_jobs(name: str, image: str, spec: dict, job: dict, claim: str, cpu="2", memory="4G") -> list:
+def plain_jobs(name: str, image: str, spec: dict, claim: str, cpu="2", memory="4G") -> list:
     """A headless Service and one batch/v1 Job per replica, each setting its own TF_CONFIG."""
     from kubernetes import client as k
 
@@ -121,6 +121,6 @@ def manifests(name: str, image: str, spec: dict, job: dict, claim: str = "zoobui
 
     api = k.ApiClient()
     cm = api.sanitize_for_serialization(config_map(name, job))
-    return {"tfjob": [cm, tfjob(name, image, spec, job, claim, cpu, memory)],
+    return {"tfjob": [cm, tfjob(name, image, spec, claim, cpu, memory)],
             "jobs": [cm] + [api.sanitize_for_serialization(o)
-                            for o in plain_jobs(name, image, spec, job, claim, cpu, memory)]}
+                            for o in plain_jobs(name, image, spec, claim, cpu, memory)]}

@@ -170,6 +170,9 @@ def _benchmark(job, cfg, inputs, out, key):
         if name in cfg and cfg[name] != job["compiled"][name]:
             raise UserError(f"{name}={cfg[name]!r}: this pipeline was compiled for "
                             f"{job['compiled'][name]!r}; recompile with `doit pipeline` for another")
+    if cfg.get("run_mode", "inference") != "inference":
+        raise UserError(f"mode={cfg['run_mode']!r}: a benchmark runs in inference mode only "
+                        f"(benchmark_or_accuracy= picks benchmark or accuracy)")
     bench = {k: cfg[k] for k in job["bench_fields"]}
     if bench["mode"] == "accuracy" and not bench["data_dir"]:
         bench["data_dir"] = inputs["dataset"]

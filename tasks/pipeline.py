@@ -82,7 +82,7 @@ def _images(model: str, registry: str) -> dict:
 def describe(name: str, registry: str = ""):
     """The pipeline description of the current variables (pure: keys, tags, parameters)."""
     from pipelines import stages as st
-    from pipelines.graph import Description, Param, Stage
+    from pipelines.graph import Stage
     from tasks import data, publish, train
 
     model = train.MODEL.get()
@@ -104,7 +104,7 @@ def describe(name: str, registry: str = ""):
         cpu, mem = res[sname]
         return Stage(sname, command, image, parts[sname], job, params or {}, inputs or {}, cpu, mem, **more)
 
-    params, out = [], []
+    out = []
     train_opts = [v for n, v in train.OPTIONS.items() if n not in _NOT_PARAMS]
     synthetic = not data.DATA_DIR.get()
     if synthetic:
@@ -140,32 +140,46 @@ def describe(name: str, registry: str = ""):
                  "accuracy_data_dir": str(publish._default_tfrecords() or "")}
     bench_in = {"export": "export", "dataset": "tfrecords", **({"convert": "convert"} if backend == "onnx" else {})}
     if name == "main":
-        bench_params = {p: [f, True] for p, f in _MAIN_BENCH.items()}
-        out.append(stage("benchmark", "benchmark", img["model"], bench_job, bench_params, bench_in))
-        out.append(stage("publish", "publish", img["data"],
-                         {"cfg": {"model": model, "version": publish.VERSION.get(), "store": publish.STORE.get(),
-                                  "arch": publish.ARCH.get()},
-                          "keep_if_empty": ["version"]},   # empty: bleedingedge, as in the key
-                         {n: [n, True] for n in ("version", "store", "arch")},
-                         {"export": "export", "convert": "convert", "benchmark": "benchmark", "eval": "eval"}))
-        params += [_var_param(v) for v in train_opts] + [_var_param(v) for v in train.EVAL.values()]
-        params += [_var_param(v) for v in (data.SEED, data.STRICT, publish.PRECISIONS, publish.ONNX_BATCH,
-                                           publish.OPSET, publish.NCHW, publish.KEEP_IO)]
-        params += [_var_param(v) for v in (publish.PRECISION, publish.BENCH_BATCH, publish.WARMUP,
-                                           publish.MIN_DURATION, publish.MIN_QUERIES, publish.BENCH_STEPS,
-                                           publish.MAX_IMAGES, publish.SOCKET_ID, publish.CORES,
-                                           publish.INSTANCES, publish.BENCH_DATA, publish.VERSION,
-                                           publish.STORE, publish.ARCH)]
-        return Description("zoobuild-main", f"zoobuild main chain for {model}: data -> TFRecords -> train -> "
-                           "eval -> export -> convert -> benchmark -> publish", params, out)
-    # the reference benchmark pipeline: its parameter names, mapped onto our benchmark variables
-    bench_params = {"socket_id": ["socket_id", True], "batch_size": ["batch_size", True],
-                    "precision": ["precision", True], "benchmark_or_accuracy": ["mode", True],
-                    "data_location": ["data_dir", True], "docker_image": ["docker_image", False],
-                    "extra_model_args": ["extra_model_args", False], "model_name": ["model_name", False],
-                    "mode": ["run_mode", False], "verbose": ["verbose", False],
-                    **{f: [f, True] for f in _EXTRA_FIELDS}}
-    bench_job["extra_args"] = {"param": "extra_model_args", "fields": _EXTRA_FIELDS}
+        return _main(model, img, stage, out, bench_job, bench_in, train_opts)
+    return _reference_benchmark(model, img, stage, out, bench_job, bench_in)
+
+
+def _main(model, img, stage, out, bench_job, bench_in, train_opts):
+    """The main chain's last stages and its parameters: every typed variable of the stages."""
+    from pipelines.graph import Description
+    from tasks import data, publish, train
+
+    out.append(stage("benchmark", "benchmark", img["model"], bench_job,
+                     {p: [f, True] for p, f in _MAIN_BENCH.items()}, bench_in))
+    out.append(stage("publish", "publish", img["data"],
+                     {"cfg": {"model": model, "version": publish.VERSION.get(), "store": publish.STORE.get(),
+                              "arch": publish.ARCH.get()},
+                      "keep_if_empty": ["version"]},   # empty: bleedingedge, as in the key
+                     {n: [n, True] for n in ("version", "store", "arch")},
+                     {"export": "export", "convert": "convert", "benchmark": "benchmark", "eval": "eval"}))
+    variables = [*train_opts, *train.EVAL.values(), data.SEED, data.STRICT, publish.PRECISIONS,
+                 publish.ONNX_BATCH, publish.OPSET, publish.NCHW, publish.KEEP_IO, publish.PRECISION,
+                 publish.BENCH_BATCH, publish.WARMUP, publish.MIN_DURATION, publish.MIN_QUERIES,
+                 publish.BENCH_STEPS, publish.MAX_IMAGES, publish.SOCKET_ID, publish.CORES,
+                 publish.INSTANCES, publish.BENCH_DATA, publish.VERSION, publish.STORE, publish.ARCH]
+    return Description("zoobuild-main", f"zoobuild main chain for {model}: data -> TFRecords -> train -> "
+                       "eval -> export -> convert -> benchmark -> publish",
+                       [_var_param(v) for v in variables], out)
+
+
+def _reference_benchmark(model, img, stage, out, bench_job, bench_in):
+    """The reference benchmark pipeline: its parameter names, mapped onto our benchmark variables."""
+    from pipelines.graph import Description, Param
+    from tasks import publish
+
+    param_map = {"socket_id": ["socket_id", True], "batch_size": ["batch_size", True],
+                 "precision": ["precision", True], "benchmark_or_accuracy": ["mode", True],
+                 "data_location": ["data_dir", True], "docker_image": ["docker_image", False],
+                 "extra_model_args": ["extra_model_args", False], "model_name": ["model_name", False],
+                 "mode": ["run_mode", False], "verbose": ["verbose", False]}
+    job = {**bench_job, "extra_args": {"param": "extra_model_args", "fields": _EXTRA_FIELDS},
+           # the expanded extra_model_args words set these too
+           "param_map": {**param_map, **{f: [f, True] for f in _EXTRA_FIELDS}}}
     params = [_var_param(publish.SOCKET_ID), _var_param(publish.BENCH_BATCH, "batch_size"),
               _var_param(publish.PRECISION), _var_param(publish.MODE, "benchmark_or_accuracy"),
               Param("data_location", "str", publish.BENCH_DATA.get(),
@@ -177,9 +191,7 @@ def describe(name: str, registry: str = ""):
               Param("model_name", "str", model, "the model (compiled in)"),
               Param("mode", "str", "inference", "inference (the only mode a benchmark runs)"),
               Param("verbose", "bool", False, "print the benchmark summary")]
-    out.append(stage("benchmark", "benchmark", img["model"], bench_job,
-                     {p: m for p, m in bench_params.items() if p not in _EXTRA_FIELDS}, bench_in))
-    out[-1].job["param_map"] = bench_params  # the expanded extra_model_args words too
+    out.append(stage("benchmark", "benchmark", img["model"], job, param_map, bench_in))
     return Description("zoobuild-benchmark", f"zoobuild inference benchmark of {model} (after the model "
                        "zoo's Kubeflow benchmark pipeline)", params, out)
 
