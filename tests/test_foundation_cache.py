@@ -187,3 +187,34 @@ def test_bad_mode_is_one_line():
 
     with pytest.raises(UserError, match="cache_mode='sometimes': expected one of readwrite, read, off"):
         cache_mod.open_cache("/tmp/x", "sometimes")
+
+
+def test_produce_builds_once_then_a_second_build_dir_fetches(tmp_path):
+    from zoobuild import keys
+    from zoobuild.produce import produce
+
+    c = Cache((tmp_path / "cache").as_uri())
+    key = keys.Key(stage="export", params={"steps": 6})
+    calls = []
+
+    def build(d):
+        calls.append(d)
+        (d / "saved_model.pb").write_bytes(b"graph" * 100)
+        return {"global_step": 6}
+
+    a, b = tmp_path / "A" / key.short, tmp_path / "B" / key.short
+    assert produce("export", key, a, build, cache=c) == "built"
+    assert produce("export", key, a, build, cache=c) == "done"
+    assert produce("export", key, b, build, cache=c) == "fetched"
+    assert len(calls) == 1 and tree(a) == tree(b)
+    assert keys.is_complete(b, key)
+    failing = keys.Key(stage="export", params={"steps": 7})
+
+    def broken(d):
+        (d / "half").write_text("x")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        produce("export", failing, tmp_path / "A" / failing.short, broken, cache=c)
+    assert not (tmp_path / "A" / failing.short).exists()
+    assert "not in cache" in c.lookup("export", failing.hex)
