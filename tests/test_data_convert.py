@@ -4,6 +4,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasets import layout
+from datasets import layout, tfrecord
 from datasets.convert import convert
 from datasets.synthetic import make_mini_ilsvrc
 from zoobuild.errors import UserError
@@ -94,6 +95,8 @@ def test_round_trip_dirty_set(dirty_set, converted):
     label_of = {s: i for i, s in labels.items()}
     xml_boxes = _xml_boxes(dirty_set)
     records = {split: _records(out, split) for split in layout.SPLITS}
+    raw_images = _raw_images(dirty_set)
+    assert "gray" in dirty_set.dirty.values()
     for split in layout.SPLITS:
         recs = records[split]
         assert len(recs) == dirty_set.expected_sizes[split]
@@ -102,15 +105,16 @@ def test_round_trip_dirty_set(dirty_set, converted):
             img = Image.open(io.BytesIO(r["image/encoded"]))
             assert img.format == "JPEG" and img.mode in ("RGB", "L"), name
             assert (r["image/width"], r["image/height"]) == img.size == r["pixels"].shape[1::-1], name
-            assert r["image/channels"] == (1 if img.mode == "L" else 3)
+            # slim's contract: every image is declared RGB, kept gray JPEGs too
+            assert (r["image/channels"], r["image/colorspace"]) == (3, b"RGB"), name
             assert r["image/format"] == b"JPEG"
             assert r["image/class/label"] == label_of[r["image/class/synset"].decode()]
             assert r["image/class/text"] == r["image/class/synset"]
             kind = dirty_set.dirty.get(name)
             if kind in ("png", "cmyk", "png_rgba"):
                 assert img.mode == "RGB", name
-            if kind == "gray":
-                assert img.mode == "L"
+            if kind == "gray":  # kept: the bytes are the source's, still gray
+                assert img.mode == "L" and r["image/encoded"] == raw_images[name], name
             if kind == "cmyk":  # colours survive the CMYK -> RGB re-encode (no inversion)
                 assert r["pixels"].mean() > 40
             stem = name.rsplit(".", 1)[0]
@@ -137,6 +141,18 @@ def test_round_trip_dirty_set(dirty_set, converted):
     first = [r for r in records["train"] if r["shard"] == "train-00000-of-00008"]
     assert len({r["image/class/label"] for r in first}) >= 5
     assert dirty_set.bad_boxes  # the set did carry reversed/out-of-range boxes
+
+
+def _raw_images(raw):
+    """{file name: bytes} of every image in the raw tars."""
+    out = {}
+    with tarfile.open(Path(raw) / layout.TRAIN_TAR) as outer:
+        for m in outer.getmembers():
+            with tarfile.open(fileobj=outer.extractfile(m)) as inner:
+                out.update((im.name, inner.extractfile(im).read()) for im in inner.getmembers())
+    with tarfile.open(Path(raw) / layout.VAL_TAR) as val:
+        out.update((m.name, val.extractfile(m).read()) for m in val.getmembers())
+    return out
 
 
 def _xml_boxes(dirty_set):
@@ -214,6 +230,91 @@ def test_other_seed_or_shard_count_rebuilds(dirty_set, converted, tmp_path):
         [f"{n}.json" for n in _shard_files(d)]
 
 
+def _record_counts(d):
+    return {n: sum(1 for _ in tfrecord.iter_records(Path(d) / n)) for n in _shard_files(d)}
+
+
+def test_auto_shards_on_the_embedded_set_none_empty(tmp_path, capsys, monkeypatch):
+    """The main job's embedded set with the default (auto) counts: few shards, every one holds records."""
+    from tasks.data import SYNTHETIC
+
+    raw = make_mini_ilsvrc(tmp_path / "raw", **SYNTHETIC)
+    monkeypatch.setenv("ZOOBUILD_PROGRESS", "plain")
+    rep = convert(raw, tmp_path / "out", workers=2)
+    assert rep["shards_requested"] == {"train": "auto", "validation": "auto"}
+    assert rep["shards"] == {"train": 1, "validation": 1}  # ~10 MB: one shard each
+    counts = _record_counts(tmp_path / "out")
+    assert _shard_files(tmp_path / "out") == ["train-00000-of-00001", "validation-00000-of-00001"]
+    assert all(n >= 1 for n in counts.values()) and rep["empty_shards"] == []
+    assert sum(counts.values()) == sum(raw.expected_sizes.values()) == 500
+    # progress: images and shards, with a rate, on stderr
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.match(r"imagenet_tfrecords: 500/500 images, [\d.e+]+ images/s, .*\(shards 2/2\)$", last), last
+
+
+def test_explicit_shard_counts_win(clean_set, tmp_path):
+    rep = convert(clean_set, tmp_path / "a", workers=1, progress=False, train_shards=12,
+                  validation_shards="5")
+    assert rep["shards"] == {"train": 12, "validation": 5}
+    counts = _record_counts(tmp_path / "a")
+    assert len(counts) == 17 and min(counts.values()) == 1  # one image each, none empty
+    json_manifest = json.loads((tmp_path / "a" / layout.MANIFEST).read_text())
+    assert json_manifest["splits"]["train"] == {"num_shards": 12, "num_examples": 12}
+    # more shards than images would leave some empty: refused in one line, nothing written
+    with pytest.raises(UserError, match=r"train_shards=13: more shards than the 12 train images") as err:
+        convert(clean_set, tmp_path / "b", workers=1, progress=False, train_shards=13)
+    assert "\n" not in str(err.value) and not (tmp_path / "b").exists()
+    with pytest.raises(UserError, match=r"validation_shards='zero': expected auto or an integer"):
+        convert(clean_set, tmp_path / "b", progress=False, validation_shards="zero")
+
+
+def _with_big_synset(src, dst, size):
+    """A copy of a raw set whose train tar has one more synset holding one `size`-byte image."""
+    shutil.copytree(src, dst)
+    inner = dst / "big.tar"
+    blob = dst / "n09999999_1.JPEG"
+    with open(blob, "wb") as f:
+        f.truncate(size)  # sparse: the index only reads headers
+    with tarfile.open(inner, "w", format=tarfile.GNU_FORMAT) as tar:
+        tar.add(blob, arcname=blob.name)
+    blob.unlink()
+    train = dst / layout.TRAIN_TAR
+    with tarfile.open(src / layout.TRAIN_TAR) as old, \
+            tarfile.open(train, "w", format=tarfile.GNU_FORMAT) as new:
+        for m in old.getmembers():
+            new.addfile(m, old.extractfile(m))
+        new.add(inner, arcname="n09999999.tar")
+    inner.unlink()
+    return dst
+
+
+def test_resolved_count_is_in_the_key(clean_set, tmp_path, build_dir, monkeypatch):
+    """auto is keyed as auto + the input digests: data that resolves to other counts has another key."""
+    from doit import doit_cmd
+
+    from datasets.ilsvrc import build_index
+    from datasets.shardplan import MAX_SHARD_BYTES, resolve_shard_counts
+    from tasks import data
+
+    small = tmp_path / "small"
+    shutil.copytree(clean_set, small)
+    big = _with_big_synset(small, tmp_path / "big", MAX_SHARD_BYTES + 1)
+    auto = {"train": "auto", "validation": "auto"}
+    resolved = {d: resolve_shard_counts(build_index(d), auto) for d in (small, big)}
+    assert resolved[small]["train"] == 1 and resolved[big]["train"] == 2
+
+    def key(**words):
+        monkeypatch.setattr(doit_cmd, "_CMDLINE_VARS", {k: str(v) for k, v in words.items()})
+        return data.tfrecords_key()
+
+    k_small, k_big = key(data_dir=small), key(data_dir=big)
+    assert k_small.hex != k_big.hex
+    assert k_small.parts["params"]["train_shards"] == "auto"
+    assert key(data_dir=small).hex == k_small.hex  # stable
+    explicit = key(data_dir=small, train_shards=1)
+    assert explicit.hex != k_small.hex and explicit.parts["params"]["train_shards"] == 1
+
+
 def test_strict_mode_stops_and_leaves_no_shard(dirty_set, tmp_path):
     out = tmp_path / "strict"
     with pytest.raises(UserError, match=r"(truncated|undecodable).*strict") as err:
@@ -227,37 +328,42 @@ def test_strict_mode_stops_and_leaves_no_shard(dirty_set, tmp_path):
     assert _shard_files(out) == [] and not (out / layout.MANIFEST).exists()
 
 
-_KILL_SCRIPT = """
+# one image per shard: many small shards, so the kill lands in the middle of the run
+KILL_SET = {"num_classes": 8, "train_per_class": 50, "val_per_class": 5, "image_size": 32}
+KILL_SHARDS = {"train_shards": 400, "validation_shards": 40}
+_KILL_SCRIPT = f"""
 import sys
 from datasets.convert import convert
-convert(sys.argv[1], sys.argv[2], train_shards=1024, validation_shards=128, workers=1, progress=False)
+convert(sys.argv[1], sys.argv[2], workers=1, progress=False, **{KILL_SHARDS!r})
 """
 
 
 def test_kill_9_resumes_to_identical_result(tmp_path):
-    raw = make_mini_ilsvrc(tmp_path / "raw", num_classes=4, train_per_class=30, val_per_class=5,
-                           image_size=48)
+    total = sum(KILL_SHARDS.values())
+    raw = make_mini_ilsvrc(tmp_path / "raw", **KILL_SET)
     ref = tmp_path / "ref"
-    convert(raw, ref, workers=1, progress=False)
+    convert(raw, ref, workers=1, progress=False, **KILL_SHARDS)
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(raw), str(out)], cwd=ROOT,
                             start_new_session=True)
     mdir = out / layout.SHARD_MANIFESTS
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if mdir.is_dir() and len(os.listdir(mdir)) >= 100:
+        if mdir.is_dir() and len(os.listdir(mdir)) >= 40:
             break
-        time.sleep(0.005)
+        time.sleep(0.002)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / layout.MANIFEST).exists(), "the run finished before it could be killed"
-    (out / ".train-00000-of-01024.tmp-99999").write_bytes(b"half a shard")  # as a kill leaves it
-    done_before = len(os.listdir(mdir))
-    rep = convert(raw, out, workers=2, progress=False)
-    assert rep["complete"] and rep["shards_reused"] >= min(done_before, 1152) - 1
-    assert rep["shards_written"] == 1152 - rep["shards_reused"] and rep["shards_written"] > 0
+    (out / ".train-00000-of-00400.tmp-99999").write_bytes(b"half a shard")  # as a kill leaves it
+    done_before = len([n for n in os.listdir(mdir) if not n.startswith(".")])
+    rep = convert(raw, out, workers=2, progress=False, **KILL_SHARDS)
+    assert rep["complete"] and rep["shards_reused"] >= done_before - 1
+    assert rep["shards_written"] == total - rep["shards_reused"] and rep["shards_written"] > 0
     assert _digests(out) == _digests(ref)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    manifest = json.loads((out / layout.MANIFEST).read_text())
+    assert len(manifest["shards"]) == total and all(m["count"] == 1 for m in manifest["shards"].values())
 
 
 # ---------------------------------------------------------------- bad input
