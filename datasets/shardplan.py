@@ -111,19 +111,26 @@ def plan(index, counts: dict, seed: int, data_dir, out_dir, strict: bool, qualit
     return jobs
 
 
-def parse_shard_range(value, total: int) -> tuple[int, int]:
-    """(lo, hi) over the shard list [train 0..T-1, validation 0..V-1]; accepts 'lo:hi' or 'lo-hi'."""
+def parse_shard_range(value, total: int | None) -> tuple[int, int | None]:
+    """(lo, hi) over the shard list [train 0..T-1, validation 0..V-1]; accepts 'lo:hi' or 'lo-hi'.
+
+    total None (auto counts, not resolved before the data is indexed) checks the
+    form only; the conversion checks the range against the resolved total.
+    """
     if value is None or value == "":
         return 0, total
     try:
         if isinstance(value, str):
             lo, hi = re.split(r"[:-]", value.strip())
-            lo, hi = int(lo or 0), int(hi or total)
+            lo, hi = int(lo or 0), int(hi) if hi else total
         else:
             lo, hi = (int(v) for v in value)
     except ValueError:
         raise UserError(f"shard_range={value!r}: expected LO:HI, shard numbers over train then "
-                        f"validation (0..{total})") from None
-    if not 0 <= lo < hi <= total:
+                        f"validation (0..{total if total is not None else 'T+V'})") from None
+    if total is None:
+        if not 0 <= lo < (hi if hi is not None else lo + 1):
+            raise UserError(f"shard_range={value!r}: expected 0 <= LO < HI")
+    elif not 0 <= lo < hi <= total:
         raise UserError(f"shard_range={value!r}: expected 0 <= LO < HI <= {total}")
     return lo, hi

@@ -220,3 +220,17 @@ def test_gray_jpeg_keeps_its_bytes_and_is_declared_rgb():
         assert list(ex["image/channels"].int64_list.value) == [3], mode
         assert list(ex["image/colorspace"].bytes_list.value) == [b"RGB"], mode
         assert tf.io.decode_jpeg(data, channels=3).shape == (30, 40, 3)
+
+
+def test_shard_range_parsing():
+    from datasets.shardplan import parse_shard_range
+    from zoobuild.errors import UserError
+
+    assert parse_shard_range("", 11) == (0, 11) and parse_shard_range(None, 11) == (0, 11)
+    assert parse_shard_range("3:7", 11) == (3, 7) == parse_shard_range("3-7", 11)
+    assert parse_shard_range("6:", 11) == (6, 11) and parse_shard_range((0, 2), 11) == (0, 2)
+    # auto counts are unknown before indexing: the form alone is checked
+    assert parse_shard_range("6:", None) == (6, None) and parse_shard_range("0:576", None) == (0, 576)
+    for bad, total in (("7:3", 11), ("0:12", 11), ("a:b", 11), ("5", 11), ("4:4", None), ("x", None)):
+        with pytest.raises(UserError, match=r"shard_range=.*expected"):
+            parse_shard_range(bad, total)
