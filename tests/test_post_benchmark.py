@@ -232,3 +232,86 @@ def test_benchmark_runs_in_the_model_image(models, tmp_path, docker_client):
         assert res["offline"]["throughput_ips"] > 0 and res["instances"][0]["command"][:2] == ["taskset", "-c"]
         assert json.loads((out / "results.json").read_text())["runner"]["name"] == "docker"
         assert (out / "latency.png").exists() and "images/s" in (out / "summary.txt").read_text()
+
+
+class _LocalContainer:
+    """Stands in for a container: the same command, environment and working directory, run as
+    a local process, so the real CLI parses the options the docker runner wrote."""
+
+    def __init__(self, command, environment, working_dir):
+        import os
+        import subprocess
+
+        argv = [sys.executable if command[0] == "python3" else command[0]] + command[1:]
+        self.proc = subprocess.Popen(argv, cwd=working_dir, env=dict(os.environ, **environment),
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.removed = False
+
+    def logs(self, stream, follow):
+        return iter(self.proc.stdout)
+
+    def wait(self):
+        return {"StatusCode": self.proc.wait()}
+
+    def remove(self, force):
+        self.removed = True
+
+
+class _LocalEngine:
+    def __init__(self, have=("zoobuild/tiny:inference",)):
+        self.have, self.calls = have, []
+        self.images = self.containers = self
+
+    def get(self, tag):
+        if tag not in self.have:
+            raise LookupError(tag)
+        return types.SimpleNamespace(id="sha256:" + "0" * 64)
+
+    def run(self, image, command, detach, **kw):
+        self.calls.append((image, command, kw))
+        return _LocalContainer(command, kw["environment"], kw["working_dir"])
+
+
+def test_docker_runner_runs_the_cli_in_the_image_it_is_given(models, tmp_path):
+    _, onnx_file = models
+    engine = _LocalEngine()
+    cfg = bm.BenchConfig(model_path=str(onnx_file), backend="onnx", model="tiny", batch_size=2, steps=40,
+                         warmup=1, min_duration=0.5)
+    res = bm.RUNNERS["docker"](cfg, tmp_path / "out", image="zoobuild/tiny:inference", client=engine,
+                               echo=lambda *_: None)
+    (image, command, kw), = engine.calls
+    assert image == "zoobuild/tiny:inference" and kw["network_mode"] == "none"
+    assert command[:3] == ["python3", "-m", "slim.benchmark"] and "--no-chart" in command
+    assert kw["volumes"][str(onnx_file.parent)]["mode"] == "ro"
+    assert kw["volumes"][str((tmp_path / "out").resolve())]["mode"] == "rw"
+    # every setting crossed the command line: the run inside is the run asked for
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["config"] == {**cfg.to_json(), "model_path": str(onnx_file.resolve())}
+    assert saved["single_stream"]["queries"] == 40 and saved["offline"]["batch"] == 2
+    assert saved["runner"] == {"name": "docker", "image": "zoobuild/tiny:inference",
+                               "image_id": "sha256:" + "0" * 64} == res["runner"]
+    assert (tmp_path / "out" / "latency.png").exists()          # drawn by the host
+    with pytest.raises(UserError, match="needs the model image's tag"):
+        bm.RUNNERS["docker"](cfg, tmp_path / "none", client=engine)
+    with pytest.raises(UserError, match="is not built"):
+        bm.RUNNERS["docker"](cfg, tmp_path / "none", image="zoobuild/other:1", client=engine)
+
+
+def test_timed_loop_counts_cycles_inputs_and_reports_progress(monkeypatch):
+    import io
+
+    from zoobuild.progress import progress
+
+    monkeypatch.setenv("ZOOBUILD_PROGRESS", "plain")
+    calls, log = [], io.StringIO()
+    with progress("phase", total=130, unit="queries", stream=log) as bar:
+        lat, wall = bm.timed_loop(calls.append, ["a", "b", "c"], warmup=3, min_duration=0, min_queries=0,
+                                  steps=130, bar=bar)
+    assert len(lat) == 130 and len(calls) == 133 and calls[3:7] == ["a", "b", "c", "a"]
+    assert all(x >= 0 for x in lat) and wall > 0
+    assert "phase: 130/130 queries" in log.getvalue()
+    # without a step count: the minimum query count exactly, once the (zero) duration is met
+    lat, _ = bm.timed_loop(calls.append, ["a"], warmup=0, min_duration=0, min_queries=100, steps=0)
+    assert len(lat) == 100
+    lat, _ = bm.timed_loop(calls.append, ["a"], warmup=0, min_duration=0, min_queries=0, steps=0)
+    assert len(lat) == 1

@@ -64,15 +64,15 @@ def timed_loop(predict, feeds, *, warmup: int, min_duration: float, min_queries:
     i = 0
     while True:
         done = i
-        if steps:                               # a fixed count: no stop test per query
-            stop = min(i + PROGRESS_CHUNK, steps)
+        if steps or i < min_queries:            # a count still to reach: no stop test per query
+            stop = min(i + PROGRESS_CHUNK, steps or min_queries)
             for j in range(i, stop):
                 t0 = clock()
                 predict(feeds[j % nfeeds])
                 append(clock() - t0)
             i = stop
-            finished = i >= steps
-        else:                                   # both minimums, tested after every query
+            finished = i >= steps if steps else (i >= min_queries and clock() - start >= deadline)
+        else:                                   # the count is met: stop as soon as the time is
             stop = i + PROGRESS_CHUNK
             finished = False
             while i < stop:
@@ -81,7 +81,7 @@ def timed_loop(predict, feeds, *, warmup: int, min_duration: float, min_queries:
                 t1 = clock()
                 append(t1 - t0)
                 i += 1
-                if i >= min_queries and t1 - start >= deadline:
+                if t1 - start >= deadline:
                     finished = True
                     break
         if bar is not None:
