@@ -231,6 +231,13 @@ def benchmark_dir(model: str) -> Path:
     return keys.run_dir("benchmark", model, benchmark_key(model))
 
 
+def _bench_image(model: str) -> str:
+    """The image the benchmark runs in: the model's inference image, else its training image."""
+    from tasks.images import model_image_tag
+
+    return model_image_tag(model, ("inference", "training"))
+
+
 def _benchmark(model: str, out: str, key: keys.Key, cfg: dict, runner: str) -> None:
     from slim import benchmark, convert
 
@@ -248,7 +255,9 @@ def _benchmark(model: str, out: str, key: keys.Key, cfg: dict, runner: str) -> N
     bc = benchmark.BenchConfig(model_path=str(target), labels_offset=int(info.get("labels_offset") or 0),
                                preprocessing=info.get("preprocessing") or "", **cfg)
     with keys.atomic_dir(out) as tmp:
-        res = benchmark.RUNNERS[runner](bc, tmp)
+        # bench_runner=docker runs in the model's image of the user's plan (specs=, image_args=)
+        image = {"image": _bench_image(model)} if runner == "docker" else {}
+        res = benchmark.RUNNERS[runner](bc, tmp, **image)
         keys.mark_complete(tmp, key)
     print(benchmark.summary_text(res), end="")
     print(f"benchmark: results in {out}/results.json, chart {out}/latency.png")
@@ -311,6 +320,13 @@ def publish_key(model: str) -> keys.Key:
                                  "convert": convert_key(model).hex, "benchmark": benchmark_key(model).hex})
 
 
+def _image_tags(model: str) -> list[str]:
+    """The model's image tags in the plan of specs=/image_args= (for the manifest's lineage)."""
+    from tasks.images import model_image_tags
+
+    return model_image_tags(model)
+
+
 def _publish(model: str, version: str, out: str | None = None, key: keys.Key | None = None) -> None:
     from artifacts import release
 
@@ -324,7 +340,7 @@ def _publish(model: str, version: str, out: str | None = None, key: keys.Key | N
     release.release(_store(), model, version, export_dir=src,
                     convert_dir=cdir if keys.is_complete(cdir) else None,
                     bench_dirs=sorted(bench), arch=ARCH.get(), eval_metrics=_eval_metrics(src),
-                    dataset_key=_dataset_key(src))
+                    dataset_key=_dataset_key(src), image_tags=_image_tags(model))
     if out is not None and version == "bleedingedge":
         with keys.atomic_dir(out) as tmp:
             keys.mark_complete(tmp, key, {"model": model, "version": version, "store": STORE.get()})

@@ -138,16 +138,17 @@ def test_pinned_instances_run_in_worker_processes(models, tmp_path):
 @pytest.mark.engine
 def test_benchmark_runs_in_the_model_image(models, tmp_path, docker_client):
     from conftest import run_doit
-    from images import build
+    from images import plan as plan_mod
 
-    tag = bm.model_image_tag("vgg_16")
-    name = next(i.name for i in build.load_plan().images if i.tag == tag)
+    plan = plan_mod.load_plan()
+    tag = plan_mod.model_image_tag(plan, "vgg_16", mode=("inference", "training"))
+    name = plan.by_tag[tag].name
     run_doit([f"images:{name}"])                 # up to date unless the image was never built
     _, onnx_file = models
     for backend, path in (("onnx", onnx_file), ("tf", models[0])):
         out = tmp_path / backend
         res = bm.run_in_image(bm.BenchConfig(model_path=str(path), backend=backend, model="vgg_16", cores=1,
-                                             batch_size=2, **_quick()), out, client=docker_client,
+                                             batch_size=2, **_quick()), out, image=tag, client=docker_client,
                               echo=lambda *_: None)
         assert res["runner"]["image"] == tag and res["runner"]["image_id"].startswith("sha256:")
         assert res["offline"]["throughput_ips"] > 0 and res["instances"][0]["command"][:2] == ["taskset", "-c"]
