@@ -27,12 +27,27 @@ def image_ref(tag: str) -> str:
     return tag if ":" in tag.rsplit("/", 1)[-1] else f"{tag}:latest"
 
 
-def _memo(plan, what: str, img, compute):
+def _memo(plan, what, img, compute):
     if plan.memo is None:
         return compute()
     if (what, img.tag) not in plan.memo:
         plan.memo[(what, img.tag)] = compute()
     return plan.memo[(what, img.tag)]
+
+
+def _wheelhouse_stamp() -> tuple:
+    """Changes when `doit wheelhouse` or `doit build_wheel` rewrote their records: both run
+    inside the same doit run as the image builds, so a remembered image key must not outlive them."""
+    from images import wheelhouse
+
+    out = []
+    for path in (wheelhouse.wheelhouse_dir() / "index.json", wheelhouse.selected_wheel_file()):
+        try:
+            st = path.stat()
+            out.append((st.st_ino, st.st_mtime_ns, st.st_size))   # both are replaced, never edited
+        except OSError:
+            out.append(None)
+    return tuple(out)
 
 
 # --- model packages -----------------------------------------------------------------------
@@ -128,7 +143,7 @@ def image_key(plan, img) -> keys.Key:
                                      "build_args": img.build_args},
                              inputs=inputs)
 
-    return _memo(plan, "image", img, compute)
+    return _memo(plan, ("image", _wheelhouse_stamp()), img, compute)
 
 
 def carries_key(labels: dict, key: keys.Key, from_id: str) -> bool:

@@ -8,6 +8,7 @@ import pytest
 
 from conftest import ROOT
 from images import imagekey, plan as plan_mod, testing
+from zoobuild import atomic
 from zoobuild.errors import UserError
 
 PREFIX = "zoobuild-keytest:"
@@ -125,3 +126,29 @@ def test_doit_wiring_looks_tags_up_in_the_users_plan(tiny, doit_vars):
     with pytest.raises(UserError):
         image_tasks.model_image_tag("m01")
     assert publish._image_tags("m01") == [], "a release records no lineage rather than failing"
+
+
+def _fake_index(plan, build_dir, sha_of) -> None:
+    """A wheelhouse index.json naming a digest for every wheel and .deb the plan installs."""
+    names = {n for img in plan.images for n in plan_mod.image_requirements(plan, img)}
+    debs = {d for img in plan.images for d in img.slice.debs}
+    index = {"wheels": {n: {"file": f"{n}.whl", "sha256": sha_of(n)} for n in names},
+             "debs": {d: {"file": f"{d}.deb", "sha256": sha_of(d)} for d in debs}}
+    atomic.write_json(build_dir / "wheelhouse" / "index.json", index)   # as `doit wheelhouse` does
+
+
+def test_a_wheel_change_reaches_the_model_images_even_within_one_doit_run(build_dir):
+    """The shipped chain: a new tensorflow-cpu wheel in the wheelhouse changes tf-compiled-base's
+    key and, chained, every image below it, also for a plan that remembers keys (plan.memo, as
+    the doit wiring uses it: `doit wheelhouse` runs in the same process as the image checks)."""
+    plan = plan_mod.load_plan()
+    plan.memo = {}
+    with pytest.raises(UserError, match="run `doit wheelhouse`"):
+        imagekey.image_key(plan, plan.by_name["tf-compiled-base"])
+    _fake_index(plan, build_dir, lambda n: "a" * 64)
+    before = {img.name: imagekey.image_key(plan, img).hex for img in plan.images}
+    _fake_index(plan, build_dir, lambda n: "b" * 64 if n == "tensorflow-cpu" else "a" * 64)
+    after = {img.name: imagekey.image_key(plan, img).hex for img in plan.images}
+    assert all(before[n] != after[n] for n in before), "every image is FROM tf-compiled-base"
+    vgg = plan.by_tag[plan_mod.model_image_tag(plan, "vgg_16")]
+    assert imagekey.image_key(plan, vgg).inputs["parent"] == after["image-recognition"]
