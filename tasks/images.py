@@ -57,7 +57,7 @@ def user_plan():
     return plan
 
 
-def model_image_tag(model: str, mode="training", precision: str = "fp32") -> str:
+def model_image_tag(model: str, precision: str = "fp32", mode="training") -> str:
     """The tag of model's image in the user's plan.  Stages that run in a model image call this
     and pass the tag down (runner=docker: mode "training"; the benchmark: ("inference",
     "training"), the first the specs define)."""

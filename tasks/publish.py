@@ -235,7 +235,7 @@ def _bench_image(model: str) -> str:
     """The image the benchmark runs in: the model's inference image, else its training image."""
     from tasks.images import model_image_tag
 
-    return model_image_tag(model, ("inference", "training"))
+    return model_image_tag(model, mode=("inference", "training"))
 
 
 def _benchmark(model: str, out: str, key: keys.Key, cfg: dict, runner: str) -> None:

@@ -157,7 +157,7 @@ def _image(model, runner):
         return None
     from tasks.images import model_image_tag
 
-    return model_image_tag(model, "training")
+    return model_image_tag(model, mode="training")
 
 
 def _train(model, job, key, runner, cluster):
