@@ -29,7 +29,7 @@ from zoobuild import gitrev
 from zoobuild.errors import UserError
 
 KEY_LABEL = "org.zoobuild.key"
-CODE = ("images/build.py",)
+ENTRIES = ("images.build",)  # the key's code: this module's computed import closure
 
 
 # --- the spec set being built -------------------------------------------------------------
@@ -132,7 +132,7 @@ def package_key(plan: Plan, img) -> keys.Key:
 
     if plan.memo is not None and ("package", img.tag) in plan.memo:
         return plan.memo[("package", img.tag)]
-    key = keys.make_key("package", code=["images/package.py"], params={"name": img.slice.package.name},
+    key = keys.make_key("package", entries=["images.package"], params={"name": img.slice.package.name},
                         inputs={"content": package.content_digest(package_entries(plan, img))})
     if plan.memo is not None:
         plan.memo[("package", img.tag)] = key
@@ -150,7 +150,7 @@ def ensure_package(plan: Plan, img, log=print) -> Path:
     from images import package
 
     entries = package_entries(plan, img)
-    key = keys.make_key("package", code=["images/package.py"], params={"name": img.slice.package.name},
+    key = keys.make_key("package", entries=["images.package"], params={"name": img.slice.package.name},
                         inputs={"content": package.content_digest(entries)})
     out = keys.run_dir("packages", img.slice.package.name, key)
     path = out / f"{img.slice.package.name}.tar.gz"
@@ -195,7 +195,7 @@ def context_inputs(plan: Plan, img) -> dict:
 
 
 def image_key(plan: Plan, img, from_id: str) -> keys.Key:
-    return keys.make_key("image", code=CODE,
+    return keys.make_key("image", entries=ENTRIES,
                          params={"tag": img.tag, "dockerfile": img.dockerfile,
                                  "build_args": img.build_args},
                          inputs={"from": from_id, **context_inputs(plan, img)})

@@ -12,16 +12,16 @@ from zoobuild.errors import UserError
 def test_key_changes_with_code_params_inputs_and_not_otherwise(build_dir, tmp_path):
     code = tmp_path / "stage.py"
     code.write_text("def f(): return 1\n")
-    base = keys.make_key("s", code=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d1"})
-    same = keys.make_key("s", code=[code], params={"b": [1, 2], "a": 1}, inputs={"x": "d1"})
+    base = keys.make_key("s", entries=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d1"})
+    same = keys.make_key("s", entries=[code], params={"b": [1, 2], "a": 1}, inputs={"x": "d1"})
     assert base.hex == same.hex
-    assert keys.make_key("s", code=[code], params={"a": 2, "b": [1, 2]}, inputs={"x": "d1"}).hex != base.hex
-    assert keys.make_key("s", code=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d2"}).hex != base.hex
-    assert keys.make_key("t", code=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d1"}).hex != base.hex
+    assert keys.make_key("s", entries=[code], params={"a": 2, "b": [1, 2]}, inputs={"x": "d1"}).hex != base.hex
+    assert keys.make_key("s", entries=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d2"}).hex != base.hex
+    assert keys.make_key("t", entries=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d1"}).hex != base.hex
     os.utime(code, ns=(1, 1))  # touching without a content change keeps the key
-    assert keys.make_key("s", code=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d1"}).hex == base.hex
+    assert keys.make_key("s", entries=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d1"}).hex == base.hex
     code.write_text("def f(): return 2\n")
-    assert keys.make_key("s", code=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d1"}).hex != base.hex
+    assert keys.make_key("s", entries=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d1"}).hex != base.hex
 
 
 def test_hash_cache_reads_a_file_once_and_again_after_change(build_dir, tmp_path):
