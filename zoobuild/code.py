@@ -93,9 +93,11 @@ def _still(stamps) -> bool:
 
 
 def forget() -> None:
-    """Drop this process's memos (tests that add or remove modules call it)."""
+    """Drop this process's memos, as a new process starts (the SQLite ones stay)."""
     _CLOSURES.clear()
     _DEPS.clear()
+    _PARSED.clear()
+    _TABLES.clear()
     _listing.cache_clear()
     _STAMP_DIRS.clear()
 
@@ -126,8 +128,7 @@ def _records(path: str, digest: str) -> list:
     got = _PARSED.get(digest)
     if got is not None:
         return got
-    conn = keys.hash_cache()._conn()
-    conn.execute("CREATE TABLE IF NOT EXISTS imports (sha256 TEXT PRIMARY KEY, records TEXT)")
+    conn = _db()
     row = conn.execute("SELECT records FROM imports WHERE sha256=?", (digest,)).fetchone()
     if row:
         got = [tuple(r) for r in json.loads(row[0])]
@@ -140,6 +141,19 @@ def _records(path: str, digest: str) -> list:
 
 
 _PARSED: dict = {}  # sha256 -> records, for this process
+
+
+def _db():
+    """The hash cache's SQLite connection, with this module's two tables."""
+    conn = keys.hash_cache()._conn()
+    if id(conn) not in _READY:
+        conn.execute("CREATE TABLE IF NOT EXISTS imports (sha256 TEXT PRIMARY KEY, records TEXT)")
+        conn.execute("CREATE TABLE IF NOT EXISTS dists (stamp TEXT PRIMARY KEY, body TEXT)")
+        _READY[id(conn)] = conn  # held, so that no later connection reuses its id
+    return conn
+
+
+_READY: dict = {}
 
 
 def parse_imports(source: bytes, filename: str = "<source>") -> list:
@@ -347,8 +361,7 @@ def _dist_tables() -> dict:
     stamp = _path_stamp()
     if _TABLES.get("stamp") == stamp:
         return _TABLES["body"]
-    conn = keys.hash_cache()._conn()
-    conn.execute("CREATE TABLE IF NOT EXISTS dists (stamp TEXT PRIMARY KEY, body TEXT)")
+    conn = _db()
     row = conn.execute("SELECT body FROM dists WHERE stamp=?", (stamp,)).fetchone()
     body = json.loads(row[0]) if row else _read_dist_tables()
     _TABLES.clear()
@@ -359,8 +372,7 @@ def _dist_tables() -> dict:
 
 
 def _store_tables() -> None:
-    conn = keys.hash_cache()._conn()
-    conn.execute("INSERT OR REPLACE INTO dists VALUES (?,?)",
+    _db().execute("INSERT OR REPLACE INTO dists VALUES (?,?)",
                  (_TABLES["stamp"], json.dumps(_TABLES["body"])))
 
 

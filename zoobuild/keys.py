@@ -130,6 +130,8 @@ class Key:
     params: dict = field(default_factory=dict)    # name -> typed value
     inputs: dict = field(default_factory=dict)    # input name -> digest
     libs: dict = field(default_factory=dict)      # distribution -> version (or {"image": key})
+    # the modules whose closure `code` is; not hashed (the code set already says it all)
+    entries: tuple = field(default=(), compare=False)
 
     @property
     def parts(self) -> dict:
@@ -161,6 +163,7 @@ def make_key(stage: str, entries=(), params=None, inputs=None, libs=None) -> Key
         params=json.loads(canonical(params or {})),
         inputs=dict(sorted((inputs or {}).items())),
         libs=dict(sorted((closure.libs if libs is None else libs).items())),
+        entries=tuple(map(str, entries)),
     )
 
 
