@@ -245,3 +245,9 @@ def test_reporting_only_options_find_the_finished_run(repo_copy, finished, monke
     cfg = train._job("vgg_16")["cfg"]
     assert (cfg["log_every_n_steps"], cfg["save_summaries_secs"], cfg["save_interval_secs"],
             cfg["save_interval_steps"]) == (500, 5, 7, 3)
+
+
+def test_a_file_that_does_not_parse_keeps_its_digest_and_the_graph_loads(tiny):
+    (tiny / "pkg/nested.py").write_text("def broken(:\n")
+    got = code.closure(["pkg.entry"], root=tiny)
+    assert got.files["pkg/nested.py"] == keys.file_digest(tiny / "pkg/nested.py")
