@@ -139,3 +139,10 @@ def test_another_installed_version_changes_the_key(build_dir, tmp_path, monkeypa
     monkeypatch.undo()
     code.forget()
     assert keys.make_key("train", entries=["slim.cli"]).hex == before.hex
+
+
+def test_switching_to_the_image_key_is_one_reason():
+    local = keys.Key("train", libs={"numpy": "2.4.6", "tensorflow-cpu": "2.21.0"})
+    docker = keys.Key("train", libs={"image": "k" * 12})
+    assert keys.stale_reasons(docker, {"parts": local.parts}) == [
+        "library versions: the installed versions (2 distributions) -> image key 'kkkkkkkkkkkk'"]

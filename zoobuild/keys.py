@@ -220,6 +220,12 @@ def stale_reasons(key: Key, previous: dict | None) -> list[str]:
         reasons.append(f"stage: {old.get('stage')!r} -> {key.stage!r}")
     for section, word in _SECTION_WORD.items():
         new_s, old_s = key.parts[section], old.get(section, {})
+        if section == "libs" and ("image" in new_s) != ("image" in old_s):
+            # runner=docker <-> local: one line, not one per distribution
+            show = lambda libs: (f"image key {libs['image']!r}" if "image" in libs  # noqa: E731
+                                 else f"the installed versions ({len(libs)} distributions)")
+            reasons.append(f"library versions: {show(old_s)} -> {show(new_s)}")
+            continue
         for name in sorted(set(new_s) | set(old_s)):
             if name not in old_s:
                 what = f"added {new_s[name]!r}" if section in ("params", "libs") else "added"
