@@ -38,6 +38,7 @@ def tiny(tmp_path, build_dir):
                 import numpy                  # third-party, inside a function
                 import rich                   # reports only: no key effect
                 from pkg.registry import load
+                from pkg import later         # no such module yet: an attribute, for now
                 return load("one"), "images"  # a bare word that names no sibling module
             """,
         "pkg/plain.py": "from .sub.deep import VALUE\n",
@@ -245,6 +246,13 @@ def test_reporting_only_options_find_the_finished_run(repo_copy, finished, monke
     cfg = train._job("vgg_16")["cfg"]
     assert (cfg["log_every_n_steps"], cfg["save_summaries_secs"], cfg["save_interval_secs"],
             cfg["save_interval_steps"]) == (500, 5, 7, 3)
+
+
+def test_a_new_module_joins_a_remembered_closure(tiny):
+    assert "pkg/later.py" not in code.closure(["pkg.entry"], root=tiny).files
+    code.forget()  # a new process finds the closure remembered in SQLite ...
+    (tiny / "pkg/later.py").write_text("")  # ... but its folder changed
+    assert "pkg/later.py" in code.closure(["pkg.entry"], root=tiny).files
 
 
 def test_a_file_that_does_not_parse_keeps_its_digest_and_the_graph_loads(tiny):

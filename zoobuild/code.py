@@ -25,6 +25,7 @@ import functools
 import json
 import os
 import re
+import stat
 import sys
 from dataclasses import dataclass
 
@@ -55,9 +56,14 @@ def closure(entries, root=None) -> Closure:
     root = os.path.realpath(root or paths.ROOT)
     memo_key = (tuple(map(str, entries)), root)
     memo = _CLOSURES.get(memo_key)
-    if memo is not None and _still(memo[0]):  # nothing in it changed since this process looked
+    if memo is not None and _still(memo[0]):  # this process's probes stand: files and sites
+        return memo[1]
+    memo = _stored(memo_key)
+    if memo is not None and _still(memo[0]):  # nothing it was computed from changed since
+        _CLOSURES[memo_key] = ([s for s in memo[0] if s[0][:1] not in ("?", "#")], memo[1])
         return memo[1]
     seen: dict[str, str] = {}
+    stamps = []
     third_party: set[str] = set()
     todo = []
     for entry in entries:
@@ -66,6 +72,7 @@ def closure(entries, root=None) -> Closure:
         path = todo.pop()
         if path in seen:
             continue
+        stamps.append((path, _stat(path)))  # before reading: a later edit fails the check
         digest = keys.file_digest(path)
         seen[path] = digest
         deps, tops = _file_deps(path, digest, root)
@@ -73,11 +80,37 @@ def closure(entries, root=None) -> Closure:
         todo += [f for f in deps if f not in seen]
     files = {_rel(p, root): d for p, d in sorted(seen.items())}
     result = Closure(files, third_party_versions(third_party))
-    _CLOSURES[memo_key] = ([(p, _stat(p)) for p in seen] + [("", _path_stamp())], result)
+    # what resolution saw besides the files: every path it probed (a module added where none
+    # was changes the answer), the package folders it listed, the distribution folders
+    stamps.append(("", _path_stamp()))
+    _CLOSURES[memo_key] = (stamps, result)
+    _store(memo_key, stamps + [("?" + p, k) for p, k in _PROBES.items()]
+           + [("#" + f, names) for f, names in _LISTINGS.items()], result)
     return result
 
 
 _CLOSURES: dict = {}
+
+
+def _closure_id(memo_key) -> str:
+    # the rules of this module and the Python version (its stdlib names) decide a closure too
+    return json.dumps([*memo_key, keys.file_digest(__file__), sys.version])
+
+
+def _stored(memo_key):
+    row = _db().execute("SELECT body FROM closures WHERE id=?", (_closure_id(memo_key),)).fetchone()
+    if not row:
+        return None
+    body = json.loads(row[0])
+    stamps = [(p, tuple(s) if p and p[0] not in "?#" and isinstance(s, list) else s)
+              for p, s in body["stamps"]]  # JSON made the stat tuples lists
+    return stamps, Closure(body["files"], body["libs"])
+
+
+def _store(memo_key, stamps, result: Closure) -> None:
+    body = {"stamps": stamps, "files": result.files, "libs": result.libs}
+    _db().execute("INSERT OR REPLACE INTO closures VALUES (?,?)",
+                  (_closure_id(memo_key), json.dumps(body)))
 
 
 def _stat(path: str):
@@ -89,7 +122,19 @@ def _stat(path: str):
 
 
 def _still(stamps) -> bool:
-    return all((_path_stamp() if p == "" else _stat(p)) == s for p, s in stamps)
+    """Whether what a closure was computed from is still what this process sees."""
+    for p, s in stamps:
+        if p == "":
+            now = _path_stamp()
+        elif p[0] == "?":
+            now = _probe(p[1:])
+        elif p[0] == "#":
+            now = [os.path.basename(f) for f in _py_files(p[1:])]
+        else:
+            now = _stat(p)
+        if now != s:
+            return False
+    return True
 
 
 def forget() -> None:
@@ -98,7 +143,9 @@ def forget() -> None:
     _DEPS.clear()
     _PARSED.clear()
     _TABLES.clear()
-    _listing.cache_clear()
+    _module_files.cache_clear()
+    _PROBES.clear()
+    _LISTINGS.clear()
     _STAMP_DIRS.clear()
 
 
@@ -129,13 +176,14 @@ def _records(path: str, digest: str) -> list:
     if got is not None:
         return got
     conn = _db()
-    row = conn.execute("SELECT records FROM imports WHERE sha256=?", (digest,)).fetchone()
+    memo_id = f"{digest}:{keys.file_digest(__file__)}"  # new parsing rules read files again
+    row = conn.execute("SELECT records FROM imports WHERE sha256=?", (memo_id,)).fetchone()
     if row:
         got = [tuple(r) for r in json.loads(row[0])]
     else:
         with open(path, "rb") as f:
             got = parse_imports(f.read(), path)
-        conn.execute("INSERT OR REPLACE INTO imports VALUES (?,?)", (digest, json.dumps(got)))
+        conn.execute("INSERT OR REPLACE INTO imports VALUES (?,?)", (memo_id, json.dumps(got)))
     _PARSED[digest] = got
     return got
 
@@ -149,6 +197,7 @@ def _db():
     if id(conn) not in _READY:
         conn.execute("CREATE TABLE IF NOT EXISTS imports (sha256 TEXT PRIMARY KEY, records TEXT)")
         conn.execute("CREATE TABLE IF NOT EXISTS dists (stamp TEXT PRIMARY KEY, body TEXT)")
+        conn.execute("CREATE TABLE IF NOT EXISTS closures (id TEXT PRIMARY KEY, body TEXT)")
         _READY[id(conn)] = conn  # held, so that no later connection reuses its id
     return conn
 
@@ -211,8 +260,7 @@ def _resolve(kind: str, name: str, path: str, root: str):
         files = _module_files(name[:-1], root)
         pkg_dir = os.path.join(root, *name[:-1].split("."))
         if files and files[-1] == os.path.join(pkg_dir, "__init__.py"):
-            return files + sorted(os.path.join(pkg_dir, f) for f in _listing(pkg_dir)[0]
-                                  if f.endswith(".py"))
+            return files + _py_files(pkg_dir)
         return None
     if "." not in name:  # a bare word names a sibling module only ("images" is too common)
         pkg = _package_of(path, root)
@@ -226,45 +274,63 @@ def _resolve(kind: str, name: str, path: str, root: str):
     return None
 
 
-@functools.lru_cache(maxsize=None)
-def _listing(folder: str) -> tuple:
-    """(files, folders) directly in `folder`; empty when it does not exist."""
-    files, dirs = set(), set()
-    try:
-        with os.scandir(folder) as it:
-            for e in it:
-                (dirs if e.is_dir() else files).add(e.name)
-    except OSError:
-        pass
-    return frozenset(files), frozenset(dirs)
+def _probe(path: str) -> str | None:
+    """'file', 'dir' or None; each path once per process, and closures keep the answers."""
+    kind = _PROBES.get(path, _UNSEEN)
+    if kind is _UNSEEN:
+        try:
+            kind = "dir" if stat.S_ISDIR(os.stat(path).st_mode) else "file"
+        except OSError:
+            kind = None
+        _PROBES[path] = kind
+    return kind
+
+
+_UNSEEN = object()
+_PROBES: dict = {}
+
+
+def _py_files(folder: str) -> list:
+    """The .py files of a package folder (a registry's package prefix), remembered likewise."""
+    names = _LISTINGS.get(folder)
+    if names is None:
+        try:
+            names = sorted(n for n in os.listdir(folder) if n.endswith(".py"))
+        except OSError:
+            names = []
+        _LISTINGS[folder] = names
+    return [os.path.join(folder, n) for n in names]
+
+
+_LISTINGS: dict = {}
 
 
 @functools.lru_cache(maxsize=None)
 def _module_files(name: str, root: str) -> list | None:
-    """The files importing `name` executes: each package's __init__.py and the module itself."""
+    """The files importing `name` executes: each package's __init__.py and the module itself.
+    Found by probing paths, never by listing folders, so that a big folder that merely shares
+    a name (build/) is never read and its churn never invalidates a remembered closure."""
     if not name or not all(p.isidentifier() for p in name.split(".")):
         return None
     parts = name.split(".")
     files, folder = [], root
     for i, part in enumerate(parts):
-        here_files, here_dirs = _listing(folder)
         last = i == len(parts) - 1
-        if part in here_dirs:
-            folder = os.path.join(folder, part)
-            if "__init__.py" in _listing(folder)[0]:
-                files.append(os.path.join(folder, "__init__.py"))
-            elif last and f"{part}.py" in here_files:  # folder and module of one name: the module
-                files.append(folder + ".py")
-        elif last and f"{part}.py" in here_files:
-            files.append(os.path.join(folder, f"{part}.py"))
-        else:  # neither a package, a namespace folder nor a module
+        sub = os.path.join(folder, part)
+        if _probe(os.path.join(sub, "__init__.py")) == "file":  # a package wins over a module
+            files.append(os.path.join(sub, "__init__.py"))
+            folder = sub
+        elif last and _probe(sub + ".py") == "file":
+            files.append(sub + ".py")
+        elif not last and _probe(sub) == "dir":  # a namespace folder
+            folder = sub
+        else:
             return None
     return files or None
 
 
 def _is_repo_top(top: str, root: str) -> bool:
-    files, dirs = _listing(root)
-    return top in dirs or f"{top}.py" in files
+    return _probe(os.path.join(root, top)) == "dir" or _probe(os.path.join(root, f"{top}.py")) == "file"
 
 
 @functools.lru_cache(maxsize=None)
