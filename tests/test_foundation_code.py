@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from zoobuild import code, keys
+from zoobuild import code, dists, keys
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -109,7 +109,7 @@ def test_the_reviews_misses_are_in_the_real_closures(build_dir):
     for dist in ("tf2onnx", "onnx", "onnxruntime", "onnxconverter-common", "tensorflow-cpu"):
         assert dist in convert.libs, dist
     assert "slim/convert.py" in code.closure(["slim.benchmark"]).files
-    assert not set(code.NO_EFFECT) & set(code.closure(["slim.benchmark"]).libs)
+    assert not set(dists.NO_EFFECT) & set(code.closure(["slim.benchmark"]).libs)
 
 
 # --- the real graph, on a copy of the repo -------------------------------------------------------

@@ -11,12 +11,12 @@ when it names a repo module: absolutely (`"slim.preprocessing.vgg"`), as a packa
 file's own package (`"inception_v4"` in `slim/nets/__init__.py`).  Extra files are harmless
 (a key a little too wide re-runs a stage); a missed file would serve stale results.
 
-Third-party names map to distributions through `importlib.metadata.packages_distributions()`,
-widened by their `Requires-Dist` closure (tensorflow-cpu brings protobuf, keras, ml-dtypes...),
-less NO_EFFECT.  Memoised twice so a no-op run parses nothing: each file's import records by
-its sha256 in the hash cache's SQLite file (the digest itself comes through the cache keyed on
-dev/inode/size/mtime), and the distribution tables by a stamp of the `sys.path` directories
-(installing or removing a distribution changes its site-packages directory's mtime).
+Third-party top-level names go to zoobuild/dists.py for the distributions and versions.
+
+Memoised in the hash cache's SQLite file so that a no-op run parses and resolves nothing:
+each file's import records by its sha256 (the digest itself comes through the cache keyed on
+dev/inode/size/mtime), and each closure with what it was computed from: its files' stat
+stamps, every path its resolution probed, and the distribution folders.
 """
 from __future__ import annotations
 
@@ -29,18 +29,7 @@ import stat
 import sys
 from dataclasses import dataclass
 
-from zoobuild import keys, paths
-
-# Libraries that only report, draw or coordinate: their version cannot change what a stage
-# computes, so upgrading them re-runs nothing.
-NO_EFFECT = frozenset({
-    "rich", "tqdm", "filelock",  # progress bars and the run lock
-    "pygments", "markdown-it-py", "mdurl",  # rich's own rendering
-    "matplotlib", "contourpy", "cycler", "fonttools", "kiwisolver", "pyparsing",  # the latency chart
-    "doit", "cloudpickle",  # the task runner never reaches a stage's result
-    "packaging",  # parses version ranges for messages and lookups
-    "pip", "setuptools", "wheel",  # install-time tools some distributions list as requirements
-})
+from zoobuild import dists, keys, paths
 
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\.?$")
 
@@ -79,10 +68,10 @@ def closure(entries, root=None) -> Closure:
         third_party |= tops
         todo += [f for f in deps if f not in seen]
     files = {_rel(p, root): d for p, d in sorted(seen.items())}
-    result = Closure(files, third_party_versions(third_party))
+    result = Closure(files, dists.versions(third_party))
     # what resolution saw besides the files: every path it probed (a module added where none
     # was changes the answer), the package folders it listed, the distribution folders
-    stamps.append(("", _path_stamp()))
+    stamps.append(("", dists.path_stamp()))
     _CLOSURES[memo_key] = (stamps, result)
     _store(memo_key, stamps + [("?" + p, k) for p, k in _PROBES.items()]
            + [("#" + f, names) for f, names in _LISTINGS.items()], result)
@@ -125,7 +114,7 @@ def _still(stamps) -> bool:
     """Whether what a closure was computed from is still what this process sees."""
     for p, s in stamps:
         if p == "":
-            now = _path_stamp()
+            now = dists.path_stamp()
         elif p[0] == "?":
             now = _probe(p[1:])
         elif p[0] == "#":
@@ -142,11 +131,10 @@ def forget() -> None:
     _CLOSURES.clear()
     _DEPS.clear()
     _PARSED.clear()
-    _TABLES.clear()
+    dists.forget()
     _module_files.cache_clear()
     _PROBES.clear()
     _LISTINGS.clear()
-    _STAMP_DIRS.clear()
 
 
 def _file_deps(path: str, digest: str, root: str) -> tuple:
@@ -192,17 +180,8 @@ _PARSED: dict = {}  # sha256 -> records, for this process
 
 
 def _db():
-    """The hash cache's SQLite connection, with this module's two tables."""
-    conn = keys.hash_cache()._conn()
-    if id(conn) not in _READY:
-        conn.execute("CREATE TABLE IF NOT EXISTS imports (sha256 TEXT PRIMARY KEY, records TEXT)")
-        conn.execute("CREATE TABLE IF NOT EXISTS dists (stamp TEXT PRIMARY KEY, body TEXT)")
-        conn.execute("CREATE TABLE IF NOT EXISTS closures (id TEXT PRIMARY KEY, body TEXT)")
-        _READY[id(conn)] = conn  # held, so that no later connection reuses its id
-    return conn
-
-
-_READY: dict = {}
+    return keys.memo_db("imports (sha256 TEXT PRIMARY KEY, records TEXT)",
+                        "closures (id TEXT PRIMARY KEY, body TEXT)")
 
 
 def parse_imports(source: bytes, filename: str = "<source>") -> list:
@@ -232,7 +211,7 @@ def parse_imports(source: bytes, filename: str = "<source>") -> list:
     return sorted(set(out))
 
 
-# --- resolving names to files (strings and one listing per folder: this runs on every load) ---
+# --- resolving names to files (probes, remembered: this runs on every load) ---
 
 def _resolve(kind: str, name: str, path: str, root: str):
     """Repo files for an import (a list), a third-party top-level name (a str), or None."""
@@ -269,7 +248,7 @@ def _resolve(kind: str, name: str, path: str, root: str):
     if files:
         return files
     top = name.split(".")[0]
-    if top not in sys.stdlib_module_names and not _is_repo_top(top, root) and top in _top_level_map():
+    if top not in sys.stdlib_module_names and not _is_repo_top(top, root) and dists.provides(top):
         return top
     return None
 
@@ -366,119 +345,3 @@ def _rel(p: str, root: str) -> str:
     if p.startswith(root + os.sep):
         return p[len(root) + 1:].replace(os.sep, "/")
     return p
-
-
-# --- third-party distributions ------------------------------------------------------------------
-
-def canonical_name(dist: str) -> str:
-    return re.sub(r"[-_.]+", "-", dist).lower()
-
-
-def third_party_versions(top_names) -> dict:
-    """dist -> version for the distributions providing `top_names` and what they require."""
-    tables = _dist_tables()
-    todo = [d for t in top_names for d in tables["top"].get(t, [])]
-    found, learned = {}, False
-    while todo:
-        d = todo.pop()
-        if d in found or d not in tables["versions"]:
-            continue
-        found[d] = tables["versions"][d]
-        if d not in tables["requires"]:  # markers are evaluated once, then kept with the tables
-            tables["requires"][d] = sorted({r for r in map(_required_name, tables["raw"].get(d, []))
-                                            if r})
-            learned = True
-        todo += tables["requires"][d]
-    if learned:
-        _store_tables()
-    return {d: v for d, v in sorted(found.items()) if d not in NO_EFFECT}
-
-
-def _top_level_map() -> dict:
-    return _dist_tables()["top"]
-
-
-def _path_stamp() -> str:
-    """The sys.path folders that hold distributions, with their mtimes: installing,
-    upgrading or removing a distribution adds or removes a *.dist-info folder in one of them."""
-    key = tuple(sys.path)
-    folders = _STAMP_DIRS.get(key)
-    if folders is None:
-        folders = _STAMP_DIRS[key] = [e for e in key if _holds_dists(e)]
-    parts = []
-    for folder in folders:
-        st = _stat(folder or ".")
-        parts.append(f"{folder}:{st[3] if st else '-'}")
-    return "\n".join(parts)
-
-
-def _holds_dists(entry: str) -> bool:
-    if os.path.basename(entry) in ("site-packages", "dist-packages"):
-        return True
-    try:
-        return any(n.endswith((".dist-info", ".egg-info")) for n in os.listdir(entry or "."))
-    except OSError:
-        return False
-
-
-_STAMP_DIRS: dict = {}
-_TABLES: dict = {}
-
-
-def _dist_tables() -> dict:
-    stamp = _path_stamp()
-    if _TABLES.get("stamp") == stamp:
-        return _TABLES["body"]
-    conn = _db()
-    row = conn.execute("SELECT body FROM dists WHERE stamp=?", (stamp,)).fetchone()
-    body = json.loads(row[0]) if row else _read_dist_tables()
-    _TABLES.clear()
-    _TABLES.update(stamp=stamp, body=body)
-    if not row:
-        _store_tables()
-    return body
-
-
-def _store_tables() -> None:
-    _db().execute("INSERT OR REPLACE INTO dists VALUES (?,?)",
-                 (_TABLES["stamp"], json.dumps(_TABLES["body"])))
-
-
-_HEADER = re.compile(r"^(Name|Version|Requires-Dist):\s*(.*?)\s*$", re.M)
-
-
-def _read_dist_tables() -> dict:
-    from importlib import metadata
-
-    top = {t: sorted({canonical_name(d) for d in ds})
-           for t, ds in metadata.packages_distributions().items()}
-    versions, raw = {}, {}
-    for dist in metadata.distributions():  # the first on sys.path wins, as importing does
-        text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
-        head = text.split("\n\n", 1)[0]  # the headers; the description follows a blank line
-        fields: dict = {}
-        for field, value in _HEADER.findall(head):
-            fields.setdefault(field, []).append(value)
-        name = canonical_name((fields.get("Name") or [""])[0])
-        if not name or name in versions:
-            continue
-        versions[name] = (fields.get("Version") or [""])[0]
-        raw[name] = fields.get("Requires-Dist", [])
-    return {"top": top, "versions": versions, "raw": raw, "requires": {}}
-def _required_name(req: str) -> str | None:
-    """The distribution a Requires-Dist line needs here (extras and other platforms: None)."""
-    try:
-        from packaging.requirements import Requirement
-    except ImportError:  # without packaging: skip only what is plainly an extra
-        if "extra ==" in req or "extra==" in req:
-            return None
-        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
-        return canonical_name(m.group(1)) if m else None
-    try:
-        r = Requirement(req)
-    except Exception:  # an unparsable line in someone's metadata: count it as needed
-        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
-        return canonical_name(m.group(1)) if m else None
-    if r.marker is not None and not r.marker.evaluate({"extra": ""}):
-        return None
-    return canonical_name(r.name)

@@ -82,6 +82,19 @@ class HashCache:
 
 
 _CACHE: HashCache | None = None
+_TABLES_MADE: dict = {}
+
+
+def memo_db(*tables: str) -> sqlite3.Connection:
+    """The hash cache's SQLite connection, with `tables` ("name (columns)") created: the other
+    memos keyed on file digests (zoobuild/code.py, zoobuild/dists.py) live beside it."""
+    conn = hash_cache()._conn()
+    made = _TABLES_MADE.setdefault(id(conn), (conn, set()))[1]  # holding conn keeps its id unique
+    for table in tables:
+        if table not in made:
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {table}")
+            made.add(table)
+    return conn
 
 
 def hash_cache() -> HashCache:
