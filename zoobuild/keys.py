@@ -143,13 +143,14 @@ class Key:
     params: dict = field(default_factory=dict)    # name -> typed value
     inputs: dict = field(default_factory=dict)    # input name -> digest
     libs: dict = field(default_factory=dict)      # distribution -> version (or {"image": key})
-    # the modules whose closure `code` is; not hashed (the code set already says it all)
-    entries: tuple = field(default=(), compare=False)
+    entries: tuple = ()                           # the modules whose closure `code` is
 
     @property
     def parts(self) -> dict:
-        return {"stage": self.stage, "code": self.code, "params": self.params,
-                "inputs": self.inputs, "libs": self.libs}
+        # entries travel with the parts so that a stage can be re-keyed from them elsewhere
+        # (make_key(p["stage"], entries=p["entries"], ..., libs=p["libs"]))
+        return {"stage": self.stage, "entries": list(self.entries), "code": self.code,
+                "params": self.params, "inputs": self.inputs, "libs": self.libs}
 
     @property
     def hex(self) -> str:
@@ -231,6 +232,8 @@ def stale_reasons(key: Key, previous: dict | None) -> list[str]:
     reasons = []
     if old.get("stage", key.stage) != key.stage:
         reasons.append(f"stage: {old.get('stage')!r} -> {key.stage!r}")
+    if old.get("entries", list(key.entries)) != list(key.entries):
+        reasons.append(f"entries: {old.get('entries')} -> {list(key.entries)}")
     for section, word in _SECTION_WORD.items():
         new_s, old_s = key.parts[section], old.get(section, {})
         if section == "libs" and ("image" in new_s) != ("image" in old_s):
