@@ -202,6 +202,27 @@ def test_editing_a_file_in_a_closure_makes_exactly_its_stages_stale(repo_copy, f
             assert status == "up-to-date", (name, reasons)
 
 
+def test_every_file_of_every_closure_changes_exactly_the_keys_that_hold_it(repo_copy, finished,
+                                                                          build_dir):
+    """In process on the copy (one `doit why` per file would take a minute): append to each
+    file of the union of the closures and recompute every stage's closure."""
+    stages = {name: (d["entries"], d["parts"]["code"]) for name, d in finished.items()}
+    union = sorted({f for _, files in stages.values() for f in files})
+    assert len(union) > 30
+    for rel in union:
+        original = _edit(repo_copy / rel)
+        try:
+            for name, (entries, before) in stages.items():
+                now = code.closure(entries, root=repo_copy).files
+                if rel in before:
+                    assert now[rel] != before[rel], (rel, name)
+                    assert {f for f in now if now[f] != before.get(f)} == {rel}, (rel, name)
+                else:
+                    assert now == before, (rel, name)
+        finally:
+            (repo_copy / rel).write_text(original)
+
+
 def test_editing_a_file_outside_every_closure_makes_nothing_stale(repo_copy, finished):
     outside = "tasks/cli.py"  # loaded by doit, run by no stage
     assert all(outside not in d["parts"]["code"] for d in finished.values())
