@@ -45,8 +45,8 @@ MODE = Var("mode", str, "benchmark", "benchmark: benchmark (latency, throughput)
            choices=("benchmark", "accuracy"))
 BENCH_BATCH = Var("bench_batch_size", int, 8, "benchmark: offline batch size (a fixed-batch ONNX uses its own)")
 WARMUP = Var("warmup", int, 5, "benchmark: untimed queries before each phase")
-MIN_DURATION = Var("min_duration", float, 2.0, "benchmark: minimum seconds per phase")
-MIN_QUERIES = Var("min_queries", int, 100, "benchmark: minimum queries per phase")
+MIN_DURATION = Var("min_duration", float, 1.0, "benchmark: minimum seconds per phase")
+MIN_QUERIES = Var("min_queries", int, 1024, "benchmark: minimum queries per phase (1024: enough for p99.9)")
 BENCH_STEPS = Var("bench_steps", int, 0, "benchmark: exactly this many queries per phase (0: use durations)")
 BENCH_DATA = Var("bench_data_dir", str, "", "benchmark: TFRecords; empty: synthetic seeded inputs "
                  "(accuracy mode: the default TFRecords)")
@@ -222,10 +222,9 @@ def _bench_libs(model: str) -> dict | None:
     """bench_runner=docker: the model image's key stands in for the library versions."""
     if BENCH_RUNNER.get() != "docker":
         return None
-    from slim.benchmark import model_image_tag
     from tasks.train import image_libs
 
-    return image_libs(model_image_tag(model))
+    return image_libs(_bench_image(model, "docker"))
 
 
 def benchmark_key(model: str) -> keys.Key:
@@ -239,6 +238,26 @@ def benchmark_key(model: str) -> keys.Key:
 
 def benchmark_dir(model: str) -> Path:
     return keys.run_dir("benchmark", model, benchmark_key(model))
+
+
+def _bench_image(model: str, runner: str) -> str | None:
+    """bench_runner=docker runs in the model's inference image (training image when the specs
+    have none), from the image plan doit loaded (specs=, image_args=)."""
+    if runner != "docker":
+        return None
+    from images.build import model_image_tag
+    from tasks.images import _plan
+
+    plan = _plan()
+    if isinstance(plan, Exception):
+        raise plan
+    errors = []
+    for mode in ("inference", "training"):
+        try:
+            return model_image_tag(model, "fp32", mode, plan=plan)
+        except UserError as err:
+            errors.append(str(err))
+    raise UserError(errors[0])
 
 
 def _benchmark(model: str, out: str, key: keys.Key, cfg: dict, runner: str) -> None:
@@ -258,7 +277,7 @@ def _benchmark(model: str, out: str, key: keys.Key, cfg: dict, runner: str) -> N
     bc = benchmark.BenchConfig(model_path=str(target), labels_offset=int(info.get("labels_offset") or 0),
                                preprocessing=info.get("preprocessing") or "", **cfg)
     with keys.atomic_dir(out) as tmp:
-        res = benchmark.RUNNERS[runner](bc, tmp)
+        res = benchmark.RUNNERS[runner](bc, tmp, image=_bench_image(model, runner))
         keys.mark_complete(tmp, key)
     print(benchmark.summary_text(res), end="")
     print(f"benchmark: results in {out}/results.json, chart {out}/latency.png")

@@ -40,6 +40,8 @@ def tiny(tmp_path, build_dir):
                 from pkg.registry import load
                 from pkg import later         # no such module yet: an attribute, for now
                 return load("one"), "images"  # a bare word that names no sibling module
+
+            COMMAND = ["python3", "-m", "pkg.tool"]   # a package run by name: its __main__
             """,
         "pkg/plain.py": "from .sub.deep import VALUE\n",
         "pkg/nested.py": "X = 1\n",
@@ -61,6 +63,8 @@ def tiny(tmp_path, build_dir):
         "pkg/plugins/alpha.py": "",
         "pkg/plugins/beta.py": "",
         "pkg/unused.py": "import tensorflow\n",
+        "pkg/tool/__init__.py": "",
+        "pkg/tool/__main__.py": "",
         "images/__init__.py": "",
     })
     code.forget()
@@ -74,7 +78,7 @@ def test_closure_sees_nested_relative_and_registry_imports(tiny):
         "pkg/__init__.py", "pkg/entry.py", "pkg/nested.py", "pkg/plain.py",
         "pkg/plugins/__init__.py", "pkg/plugins/alpha.py", "pkg/plugins/beta.py",
         "pkg/registry/__init__.py", "pkg/registry/one.py", "pkg/registry/two.py",
-        "pkg/sub/__init__.py", "pkg/sub/deep.py"]
+        "pkg/sub/__init__.py", "pkg/sub/deep.py", "pkg/tool/__init__.py", "pkg/tool/__main__.py"]
     assert got.files["pkg/nested.py"] == keys.file_digest(tiny / "pkg/nested.py")
     assert "numpy" in got.libs and "rich" not in got.libs
     assert "tensorflow-cpu" not in got.libs  # only pkg/unused.py imports it

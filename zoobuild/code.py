@@ -8,7 +8,8 @@ the way, and the modules a registry loads by name.  A registry names its modules
 constants (`importlib.import_module(TABLE[name])`), so a string constant counts as an import
 when it names a repo module: absolutely (`"slim.preprocessing.vgg"`), as a package prefix
 (`"slim.nets." + module`: every module of that package), or as a bare sibling module of the
-file's own package (`"inception_v4"` in `slim/nets/__init__.py`).  Extra files are harmless
+file's own package (`"inception_v4"` in `slim/nets/__init__.py`); a package named so brings
+its `__main__.py` (`python -m slim.benchmark` in a runner's command line).  Extra files are harmless
 (a key a little too wide re-runs a stage); a missed file would serve stale results.
 
 Third-party top-level names go to zoobuild/dists.py for the distributions and versions.
@@ -243,14 +244,23 @@ def _resolve(kind: str, name: str, path: str, root: str):
         return None
     if "." not in name:  # a bare word names a sibling module only ("images" is too common)
         pkg = _package_of(path, root)
-        return _module_files(f"{pkg}.{name}", root) if pkg else None
+        return _with_main(_module_files(f"{pkg}.{name}", root)) if pkg else None
     files = _module_files(name, root)
     if files:
-        return files
+        return _with_main(files)
     top = name.split(".")[0]
     if top not in sys.stdlib_module_names and not _is_repo_top(top, root) and dists.provides(top):
         return top
     return None
+
+
+def _with_main(files):
+    """A package named in a string may be run (`python -m slim.benchmark`): its __main__.py."""
+    if files and os.path.basename(files[-1]) == "__init__.py":
+        main = os.path.join(os.path.dirname(files[-1]), "__main__.py")
+        if _probe(main) == "file":
+            return files + [main]
+    return files
 
 
 def _probe(path: str) -> str | None:
