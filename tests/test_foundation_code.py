@@ -160,6 +160,11 @@ def _why(copy: Path, tasks, *words, env=None) -> dict:
     return out
 
 
+def _named(tasks, *stages) -> list:
+    """The subtasks of `stages` (train:<the default model>, ...) among `tasks`."""
+    return [next(n for n in tasks if n.split(":")[0] == stage) for stage in stages]
+
+
 @pytest.fixture
 def finished(repo_copy):
     """Every keyed stage of the default graph marked finished for the current keys."""
@@ -190,7 +195,7 @@ def _edit(path: Path):
 def test_editing_a_file_in_a_closure_makes_exactly_its_stages_stale(repo_copy, finished):
     target = "slim/optimizers.py"
     users = {n for n, d in finished.items() if target in d["parts"]["code"]}
-    assert {"train:vgg_16", "eval:vgg_16", "export:vgg_16"} <= users
+    assert set(_named(finished, "train", "eval", "export")) <= users
     assert "synthetic" not in users
     original = _edit(repo_copy / target)
     try:
@@ -247,7 +252,7 @@ def test_another_tensorflow_version_makes_the_tensorflow_stages_stale(repo_copy,
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tensorflow-cpu\nVersion: 2.99.0\n")
     why = _why(repo_copy, sorted(finished), env=_env(repo_copy, str(fake)))
     line = f"library tensorflow-cpu: {metadata.version('tensorflow-cpu')!r} -> '2.99.0'"
-    for name in ("train:vgg_16", "eval:vgg_16", "export:vgg_16", "convert:vgg_16"):
+    for name in _named(finished, "train", "eval", "export", "convert"):
         status, reasons = why[name]
         assert status != "up-to-date" and line in reasons, (name, reasons)
     for name in ("synthetic", "imagenet_tfrecords"):  # no tensorflow in their closures
@@ -257,18 +262,20 @@ def test_another_tensorflow_version_makes_the_tensorflow_stages_stale(repo_copy,
 def test_reporting_only_options_find_the_finished_run(repo_copy, finished, monkeypatch, build_dir):
     reporting = ["log_every_n_steps=500", "save_summaries_secs=5", "save_interval_secs=7",
                  "save_interval_steps=3"]
-    why = _why(repo_copy, ["train:vgg_16", "eval:vgg_16", "export:vgg_16"], *reporting)
-    assert {n: s for n, (s, _) in why.items()} == {
-        "train:vgg_16": "up-to-date", "eval:vgg_16": "up-to-date", "export:vgg_16": "up-to-date"}
-    why = _why(repo_copy, ["train:vgg_16"], "steps=20")
-    assert why["train:vgg_16"][0] != "up-to-date"
-    assert "param steps: 10 -> 20" in why["train:vgg_16"][1]
+    stages = _named(finished, "train", "eval", "export")
+    why = _why(repo_copy, stages, *reporting)
+    assert {n: s for n, (s, _) in why.items()} == {n: "up-to-date" for n in stages}
+    train_task = stages[0]
+    steps = finished[train_task]["parts"]["params"]["steps"]
+    why = _why(repo_copy, [train_task], f"steps={steps + 1}")
+    assert why[train_task][0] != "up-to-date"
+    assert f"param steps: {steps} -> {steps + 1}" in why[train_task][1]
     # the job still receives them
     from doit import doit_cmd
     from tasks import train
 
     monkeypatch.setattr(doit_cmd, "_CMDLINE_VARS", dict(w.split("=") for w in reporting))
-    cfg = train._job("vgg_16")["cfg"]
+    cfg = train._job(train_task.split(":")[1])["cfg"]
     assert (cfg["log_every_n_steps"], cfg["save_summaries_secs"], cfg["save_interval_secs"],
             cfg["save_interval_steps"]) == (500, 5, 7, 3)
 
@@ -276,7 +283,7 @@ def test_reporting_only_options_find_the_finished_run(repo_copy, finished, monke
 def test_a_new_module_joins_a_remembered_closure(tiny):
     assert "pkg/later.py" not in code.closure(["pkg.entry"], root=tiny).files
     code.forget()  # a new process finds the closure remembered in SQLite ...
-    (tiny / "pkg/later.py").write_text("")  # ... but its folder changed
+    (tiny / "pkg/later.py").write_text("")  # ... but a path it probed exists now
     assert "pkg/later.py" in code.closure(["pkg.entry"], root=tiny).files
 
 
@@ -284,3 +291,18 @@ def test_a_file_that_does_not_parse_keeps_its_digest_and_the_graph_loads(tiny):
     (tiny / "pkg/nested.py").write_text("def broken(:\n")
     got = code.closure(["pkg.entry"], root=tiny)
     assert got.files["pkg/nested.py"] == keys.file_digest(tiny / "pkg/nested.py")
+
+
+def test_runner_docker_keys_on_the_image_not_the_installed_versions(repo_copy, tmp_path):
+    fake = tmp_path / "site"
+    info = fake / "tensorflow_cpu-2.99.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tensorflow-cpu\nVersion: 2.99.0\n")
+    plain = _dump(repo_copy, "runner=docker", "bench_runner=docker")
+    faked = _dump(repo_copy, "runner=docker", "bench_runner=docker", env=_env(repo_copy, str(fake)))
+    for name in _named(plain, "train", "eval", "export", "benchmark"):
+        libs = plain[name]["parts"]["libs"]
+        assert set(libs) == {"image"}, (name, libs)
+        assert faked[name]["parts"]["libs"] == libs, name
+    convert = _named(faked, "convert")[0]
+    assert faked[convert]["parts"]["libs"]["tensorflow-cpu"] == "2.99.0"  # runs here
