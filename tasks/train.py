@@ -106,19 +106,13 @@ def _dataset_task_dep() -> list[str]:
 
 
 @functools.lru_cache(maxsize=None)
-def runner_libs(model: str, runner: str, mode: str = "training") -> dict | None:
+def runner_libs(model: str, runner: str) -> dict | None:
     """What stands in for the library versions in a key: None (the installed versions) for
-    runner=local; for runner=docker the key label of the model's image, which covers the
-    wheels it installs ("missing:<tag>" until `doit images` has built it)."""
+    runner=local; for runner=docker the key label of the image the stage runs in (`_image`),
+    which covers the wheels it installs ("missing:<tag>" until `doit images` has built it)."""
     if runner != "docker":
         return None
-    from images.build import model_image_tag
-    from tasks.images import _plan
-
-    plan = _plan()
-    if isinstance(plan, Exception):
-        raise plan
-    return image_libs(model_image_tag(model, mode=mode, plan=plan))
+    return image_libs(_image(model, runner))
 
 
 def image_libs(tag: str) -> dict:
