@@ -14,7 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
-from images import imagekey, inspection, plan as plan_mod
+from images import imagekey, inspection, keycache, plan as plan_mod
 from zoobuild import atomic, digest, keys, paths
 from zoobuild.errors import UserError
 
@@ -171,15 +171,19 @@ def _run_build(client, img, ctx: Path, labels: dict, logdir: Path, nocache: bool
     return image_id
 
 
-def build_image(plan, img, client=None, log=print, force=False, nocache=False) -> dict:
-    """Build img when stale; return {'tag', 'id', 'key', 'built': bool, 'seconds'}."""
+def build_image(plan, img, client=None, log=print, force=False, nocache=False,
+                registry_cache: str | None = None) -> dict:
+    """Build img when stale; return {'tag', 'id', 'key', 'built': bool, 'fetched': bool, 'seconds'}.
+
+    registry_cache="host:port" shares images by key through that registry (images/keycache.py):
+    a stale image is first pulled under its key, and one built here is pushed under it."""
     from images import engine
 
     client = client or engine.client()
     if img.parent is None:
         from images.base import ensure_base_image
 
-        ensure_base_image(client, img.base_image, log=log)
+        ensure_base_image(client, img.base_image, log=log, registry_cache=registry_cache)
     parent = _engine_image(client, img.base_image)
     if parent is None:
         raise UserError(f"{img.tag}: its parent image {img.base_image} does not exist; build it first "
@@ -190,8 +194,15 @@ def build_image(plan, img, client=None, log=print, force=False, nocache=False) -
     current = _engine_image(client, img.tag)
     if not force and current is not None and imagekey.carries_key(current[1], key, from_id):
         inspection.record_if_missing(plan, img, current[0], key, from_id)
-        return {"tag": img.tag, "id": current[0], "key": key.hex, "built": False, "seconds": 0.0}
+        return {"tag": img.tag, "id": current[0], "key": key.hex, "built": False, "fetched": False,
+                "seconds": 0.0}
     t0 = time.monotonic()
+    if registry_cache and not force:
+        fetched = keycache.pull_by_key(client, img.tag, key.hex, registry_cache, from_id=from_id, log=log)
+        if fetched:
+            inspection.record(plan, img, fetched, key, from_id, round(time.monotonic() - t0, 2))
+            return {"tag": img.tag, "id": fetched, "key": key.hex, "built": False, "fetched": True,
+                    "seconds": time.monotonic() - t0}
     ctx = paths.BUILD / "contexts" / f"{img.name}-{os.getpid()}"
     shutil.rmtree(ctx, ignore_errors=True)
     ctx.mkdir(parents=True)
@@ -208,13 +219,16 @@ def build_image(plan, img, client=None, log=print, force=False, nocache=False) -
     seconds = time.monotonic() - t0
     inspection.record(plan, img, image_id, key, from_id, round(seconds, 2))
     log(f"built {img.tag} {image_id[:19] if image_id else ''} in {seconds:.1f}s")
-    return {"tag": img.tag, "id": image_id, "key": key.hex, "built": True, "seconds": seconds}
+    if registry_cache:
+        keycache.push_by_key(client, img.tag, key.hex, registry_cache, log=log)
+    return {"tag": img.tag, "id": image_id, "key": key.hex, "built": True, "fetched": False,
+            "seconds": seconds}
 
 
-def build_all(plan, client=None, log=print, only=None) -> list[dict]:
+def build_all(plan, client=None, log=print, only=None, registry_cache: str | None = None) -> list[dict]:
     """Build every image of the plan in parent-first order (`only`: names to build)."""
     from images import engine
 
     client = client or engine.client()
-    return [build_image(plan, img, client, log) for img in plan.images
+    return [build_image(plan, img, client, log, registry_cache=registry_cache) for img in plan.images
             if only is None or img.name in only]
