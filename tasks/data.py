@@ -39,14 +39,22 @@ _RAW_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar",
               "ILSVRC2012_bbox_train_v2.tar.gz", "imagenet_2012_validation_synset_labels.txt",
               "imagenet_metadata.txt")
 
+def _check_shard_range(text: str) -> None:
+    """LO:HI with 0 <= LO < HI <= train_shards + validation_shards"""
+    from datasets.convert import parse_shard_range
+
+    parse_shard_range(text, TRAIN_SHARDS.get() + VALIDATION_SHARDS.get())
+
+
 DATA_DIR = Var("data_dir", str, "", "ILSVRC2012 files (local dir or fsspec URL); empty: the synthetic set")
 OUT_DIR = Var("out_dir", str, "", "where the TFRecords go; empty: build/tfrecords/<kind>/<key12>")
-TRAIN_SHARDS = Var("train_shards", int, 1024, "number of train-*-of-N shards")
-VALIDATION_SHARDS = Var("validation_shards", int, 128, "number of validation-*-of-N shards")
-SEED = Var("seed", int, 0, "seed of the shuffle of examples across shards")
+TRAIN_SHARDS = Var("train_shards", int, 1024, "number of train-*-of-N shards", minimum=1)
+VALIDATION_SHARDS = Var("validation_shards", int, 128, "number of validation-*-of-N shards", minimum=1)
+SEED = Var("seed", int, 0, "seed of the shuffle of examples across shards", minimum=0)
 STRICT = Var("strict", bool, False, "stop at the first undecodable image instead of skipping it")
-SHARD_RANGE = Var("shard_range", str, "", "LO:HI: convert only these shards (train then validation)")
-WORKERS = Var("workers", int, 0, "conversion worker processes; 0: one per CPU")
+SHARD_RANGE = Var("shard_range", str, "", "LO:HI: convert only these shards (train then validation)",
+                  check=_check_shard_range)
+WORKERS = Var("workers", int, 0, "conversion worker processes; 0: one per CPU", minimum=0)
 
 
 def _versions() -> dict:

@@ -129,10 +129,9 @@ def _fetch_wheelhouse(plan):
 
 def _command_tasks(argv=None) -> list[str]:
     """The task names this doit command line names (options and K=V variables left out)."""
-    import sys
+    from tasks import cmdline
 
-    argv = sys.argv[1:] if argv is None else argv
-    return [a for a in argv if not a.startswith("-") and "=" not in a]
+    return list((cmdline.current() if argv is None else cmdline.parse(argv)).tasks)
 
 
 def wheel_requested(argv=None) -> bool:

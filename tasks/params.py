@@ -1,17 +1,26 @@
 """Typed doit variables: declared once, parsed and checked in one place.
 
     MODEL = Var("model", str, "vgg_16", "net to train", choices=NET_NAMES)
+    STEPS = Var("steps", int, 10, "stop at this global step", minimum=1)
+    VERSION = Var("version", str, "", "release to publish", check=release_version)
     MODEL.get()  # the value of `doit train model=...`, or the default
 
-A name may be declared by several stages (batch_size for train and benchmark)
-as long as the types agree; each declaration keeps its own default.
+Every variable says what values it takes: a type, and where the type allows more than
+makes sense, `choices`, a `minimum` and/or `maximum` (inclusive; counts are at least 1; 0 only where it means
+"off" or "automatic"), or a `check` of its format.  A `check` gets the parsed value and
+raises ValueError("expected ...") or a UserError naming the variable; for a string variable
+whose default is "" (meaning "not given"), the empty string is not checked.
+
+`check_cmdline` checks every `name=value` on the command line when dodo.py loads, so a bad
+value stops the load with one line and exit status 2 before any task runs.
 """
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from typing import Callable
 
-from zoobuild.errors import UserError
+from zoobuild.errors import BAD_INPUT, UserError, report
 
 _REGISTRY: dict[str, list["Var"]] = {}
 
@@ -50,6 +59,9 @@ class Var:
     default: object
     help: str
     choices: tuple | None = None
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    check: Callable | None = None
     owner: str = field(default="")
 
     def __post_init__(self):
@@ -77,7 +89,29 @@ class Var:
             bad = [v for v in (value if isinstance(value, list) else [value]) if v not in self.choices]
             if bad:
                 raise UserError(f"{self.name}={text!r}: expected one of {', '.join(map(str, self.choices))}")
+        if ((self.minimum is not None and value < self.minimum)
+                or (self.maximum is not None and value > self.maximum)):
+            raise UserError(f"{self.name}={text!r}: expected {self.expected()} ({self.help})")
+        if self.check is not None and not (value == "" and self.default == ""):
+            try:
+                self.check(value)
+            except ValueError as err:
+                raise UserError(f"{self.name}={text!r}: {err}") from None
         return value
+
+    def expected(self) -> str:
+        """What values this variable takes, in words (for messages, `doit vars` and the README)."""
+        if self.choices is not None:
+            return f"one of {', '.join(map(str, self.choices))}"
+        if self.minimum is not None and self.maximum is not None:
+            return f"{_TYPE_NAMES[self.type]} from {self.minimum} to {self.maximum}"
+        if self.minimum is not None:
+            return f"{_TYPE_NAMES[self.type]} >= {self.minimum}"
+        if self.maximum is not None:
+            return f"{_TYPE_NAMES[self.type]} <= {self.maximum}"
+        if self.check is not None and self.check.__doc__:
+            return self.check.__doc__.strip().splitlines()[0]
+        return _TYPE_NAMES[self.type]
 
     def given(self) -> bool:
         return self.name in _cmdline()
@@ -103,5 +137,47 @@ def check_cmdline() -> None:
             for var in _REGISTRY[name]:
                 var.parse(raw)
     except UserError as err:
-        print(f"zoobuild: {err}", file=sys.stderr)
-        raise SystemExit(2)
+        report(err)
+        raise SystemExit(BAD_INPUT)
+
+
+# ---------------------------------------------------------------- formats
+# A format's first docstring line says what it expects; Var.expected() shows it.
+
+def release_or_range(text: str) -> None:
+    """X.Y.Z[-YYYYMMDD], bleedingedge, latest, or a range ^X[.Y[.Z]] / ~X.Y[.Z]"""
+    from artifacts import semver
+
+    if text in ("bleedingedge", "latest"):
+        return
+    try:
+        semver.parse_range(text)
+    except UserError:
+        raise ValueError("expected a release X.Y.Z or X.Y.Z-YYYYMMDD (like 1.2.0), bleedingedge, "
+                         "or for fetch latest or a range ^X[.Y[.Z]] / ~X.Y[.Z]") from None
+
+
+def is_release(text: str) -> bool:
+    """An exact version X.Y.Z[-YYYYMMDD] or the bleedingedge channel: what publish accepts."""
+    from artifacts import semver
+
+    return text == "bleedingedge" or semver.is_version(text)
+
+
+def json_object(text: str) -> None:
+    """a JSON object, like {"key": "value"}"""
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise ValueError(f"expected a JSON object ({err})") from None
+    if not isinstance(value, dict):
+        raise ValueError("expected a JSON object, like {\"key\": \"value\"}")
+
+
+def cluster_file(text: str) -> None:
+    """a JSON/YAML file of ps and worker lists of host:port"""
+    from slim.distributed import load_cluster
+
+    load_cluster(text)   # a UserError that names the file and what was expected
