@@ -30,6 +30,7 @@ from pathlib import Path
 from images import cpu
 from zoobuild import keys, paths
 from zoobuild.errors import UserError
+from zoobuild.fields import check_fields
 
 RECIPE_DIR = paths.ROOT / "images" / "wheel" / "recipes"
 DEFAULT_RECIPE = "zoobuild-native"
@@ -78,19 +79,6 @@ def recipe_names() -> list[str]:
     return sorted(p.stem for p in RECIPE_DIR.glob("*.yml"))
 
 
-def _check_fields(where: str, data: dict, required: dict, optional: dict) -> None:
-    for name, typ in required.items():
-        if name not in data:
-            raise UserError(f"{where}: missing field {name!r} (expected {typ.__name__})")
-    for name, value in data.items():
-        typ = required.get(name) or optional.get(name)
-        if typ is None:
-            raise UserError(f"{where}: unknown field {name!r}; expected one of "
-                            f"{', '.join(sorted({**required, **optional}))}")
-        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-            raise UserError(f"{where}: field {name!r} is {value!r}; expected {typ.__name__}")
-
-
 def load_recipe(name_or_path) -> Recipe:
     """Read and validate a recipe by name (images/wheel/recipes/<name>.yml) or path."""
     import yaml
@@ -110,8 +98,10 @@ def load_recipe(name_or_path) -> Recipe:
         raise UserError(f"{where}: expected a mapping of recipe fields, got {type(data).__name__}")
     if isinstance(data.get("python"), (int, float)) and not isinstance(data.get("python"), bool):
         raise UserError(f"{where}: field 'python' is {data['python']!r}; quote it (\"3.11\") so YAML keeps it a string")
-    _check_fields(where, data, _REQUIRED, _OPTIONAL)
-    _check_fields(f"{where}: builder", data["builder"], _BUILDER_REQUIRED, _BUILDER_OPTIONAL)
+    check_fields(data, {**_REQUIRED, **_OPTIONAL}, tuple(_REQUIRED), where=where)
+    check_fields(data["builder"], {**_BUILDER_REQUIRED, **_BUILDER_OPTIONAL}, tuple(_BUILDER_REQUIRED),
+                 where=f"{where}: builder")
+    data = {name: value for name, value in data.items() if value is not None}  # null: the default
     src = data["source"]
     if ("path" in src) == ("git" in src):
         raise UserError(f"{where}: source needs exactly one of 'path' (repo-relative tree) or 'git' (URL, with 'ref')")

@@ -17,6 +17,7 @@ from zoobuild import paths
 from tasks.engine import BASE_REF
 from tasks.errors import UserError, guarded
 from tasks.params import Var
+from tasks.uptodate import stale_on_error
 
 __all__ = ["task_dockerfiles", "task_wheelhouse", "task_model_packages", "task_images",
            "task_image_tests", "task_push", "task_init_spec"]
@@ -57,18 +58,6 @@ def _failed(name: str, err: UserError):
     return task if name is None else {"name": name, **task}
 
 
-def _safe(check, name="check"):
-    """An uptodate callable that answers False (stale) when the check itself fails."""
-    def wrapped(task, values):
-        try:
-            return bool(check())
-        except Exception:
-            return False
-
-    wrapped.__name__ = wrapped.__qualname__ = name
-    return wrapped
-
-
 # --- dockerfiles ----------------------------------------------------------------------------
 
 def _dockerfiles_dir(plan):
@@ -97,8 +86,8 @@ def task_dockerfiles():
 
     return {
         "actions": [guarded(lambda: _write_dockerfiles(plan))],
-        "uptodate": [_safe(lambda: not assemble.out_of_date(plan.images, _dockerfiles_dir(plan)),
-                            "dockerfiles/ match the specs")],
+        "uptodate": [stale_on_error(lambda: not assemble.out_of_date(plan.images, _dockerfiles_dir(plan)),
+                                    "dockerfiles/ match the specs")],
         "verbosity": 2,
     }
 
@@ -164,7 +153,7 @@ def task_wheelhouse():
         return keys.is_complete(build.wheelhouse_dir(), _wheelhouse_key(plan))
 
     return {"actions": [guarded(lambda: _fetch_wheelhouse(plan))], "task_dep": deps,
-            "uptodate": [_safe(uptodate, "wheelhouse key complete")], "verbosity": 2}
+            "uptodate": [stale_on_error(uptodate, "wheelhouse key complete")], "verbosity": 2}
 
 
 # --- model packages -------------------------------------------------------------------------
@@ -192,7 +181,7 @@ def task_model_packages():
             print(build.ensure_package(plan, img))
 
         yield {"name": img.slice.package.name, "actions": [guarded(make)],
-               "uptodate": [_safe(uptodate, "package content key complete")], "verbosity": 2,
+               "uptodate": [stale_on_error(uptodate, "package content key complete")], "verbosity": 2,
                "doc": f"model package {img.slice.package.name}.tar.gz"}
 
 
@@ -225,7 +214,7 @@ def task_images():
             build.build_image(plan, img)
 
         yield {"name": img.name, "actions": [guarded(make)], "task_dep": deps,
-               "uptodate": [_safe(up, f"{img.tag} carries its key")], "verbosity": 2,
+               "uptodate": [stale_on_error(up, f"{img.tag} carries its key")], "verbosity": 2,
                "doc": f"{img.tag} from dockerfiles/{img.dockerfile_path}"}
 
 
@@ -244,18 +233,8 @@ def task_image_tests():
             it.run_tests(img)
 
         yield {"name": img.name, "actions": [guarded(run)], "task_dep": [f"images:{img.name}"],
-               "uptodate": [_safe_check(imagetest.tests_uptodate(img))], "verbosity": 2,
+               "uptodate": [stale_on_error(imagetest.tests_uptodate(img))], "verbosity": 2,
                "doc": f"tests of {img.tag}: {', '.join(t.name for t in img.tests) or '(none)'}"}
-
-
-def _safe_check(check):
-    def wrapped(task, values):
-        try:
-            return bool(check(task, values))
-        except Exception:
-            return False
-
-    return wrapped
 
 
 def task_push():
