@@ -1,9 +1,10 @@
 """Names fixed by ImageNet's distribution and by slim's TFRecord contract."""
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
+
+from zoobuild import atomic
 
 # The raw files, exactly as ImageNet distributes them (plus slim's labels list).
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
@@ -38,10 +39,7 @@ def write_labels(out_dir, synsets, filename: str = LABELS_FILE) -> Path:
     """slim's dataset_utils format: one `label:name` line; 0 is background, 1.. sorted synsets."""
     lines = [f"0:{BACKGROUND}"] + [f"{i}:{s}" for i, s in enumerate(synsets, start=1)]
     path = Path(out_dir) / filename
-    tmp = path.with_name(f".{filename}.tmp-{os.getpid()}")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic.write_text(path, "\n".join(lines) + "\n")
 
 
 def read_labels(dataset_dir, filename: str = LABELS_FILE) -> dict[int, str]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from images import cpu
-from zoobuild import keys, paths
+from zoobuild import atomic, keys, paths
 from zoobuild.errors import UserError
 from zoobuild.fields import check_fields
 
@@ -278,10 +278,7 @@ def is_current(p: Plan) -> bool:
 
 
 def _write_json_atomic(path: Path, body: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(body, indent=1, sort_keys=True) + "\n")
 
 
 def select(p: Plan, log=print) -> dict:
@@ -294,9 +291,7 @@ def select(p: Plan, log=print) -> dict:
     house.mkdir(parents=True, exist_ok=True)
     dest = house / wheel.name
     if not dest.exists() or keys.file_digest(dest) != info["sha256"]:
-        tmp = house / f".{wheel.name}.tmp-{os.getpid()}"
-        shutil.copy2(wheel, tmp)
-        os.replace(tmp, dest)
+        atomic.copy_file(wheel, dest)
     dist = info["requirement"].split("==")[0]
     body = {"wheel": str(wheel), "wheelhouse": str(dest), "target": p.target.name,
             "dist": dist, "replaces": STOCK_DIST if dist == STOCK_DIST else None,
@@ -350,17 +345,13 @@ def fetch_source(recipe: Recipe, log=print) -> Path:
     dest = paths.BUILD / "wheel-src" / recipe.name / re.sub(r"[^A-Za-z0-9._-]", "_", src["ref"])
     if (dest / ".git").is_dir():
         return dest
-    tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
     log(f"git clone {src['git']} @ {src['ref']}")
-    res = subprocess.run(["git", "clone", "--depth", "1", "--branch", src["ref"], src["git"], str(tmp)],
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        last = res.stderr.strip().splitlines()[-1:] or ["(no output)"]
-        raise UserError(f"{recipe.path.name}: git clone {src['git']} @ {src['ref']} failed: {last[0]}")
-    os.replace(tmp, dest)
+    with atomic.atomic_dir(dest) as tmp:   # a failed clone leaves nothing behind
+        res = subprocess.run(["git", "clone", "--depth", "1", "--branch", src["ref"], src["git"],
+                              str(tmp)], capture_output=True, text=True)
+        if res.returncode != 0:
+            last = res.stderr.strip().splitlines()[-1:] or ["(no output)"]
+            raise UserError(f"{recipe.path.name}: git clone {src['git']} @ {src['ref']} failed: {last[0]}")
     return dest
 
 

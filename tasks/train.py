@@ -26,7 +26,7 @@ from pathlib import Path
 from slim.nets import MODEL_NAMES
 from slim.options import EVAL_OPTIONS, RANGES, TRAIN_OPTIONS
 from slim.runners import RUNNER_NAMES
-from zoobuild import keys, paths
+from zoobuild import atomic, keys, paths
 from tasks.errors import UserError, guarded
 from tasks import cmdline
 from tasks.common import MODEL
@@ -193,9 +193,7 @@ def _eval(model, job, key, runner):
         runners.run(runner, "eval", tmp_job, tmp, image=_image(model, runner))
         (tmp / "job.json").unlink(missing_ok=True)
         keys.mark_complete(tmp, key)
-    beside = Path(job["train_dir"]) / "eval.json"   # beside the checkpoint, for people
-    shutil.copyfile(outdir / "eval.json", beside.with_suffix(".json.tmp"))
-    beside.with_suffix(".json.tmp").replace(beside)
+    atomic.copy_file(outdir / "eval.json", Path(job["train_dir"]) / "eval.json")  # for people
 
 
 def _export(model, job, key, runner):
