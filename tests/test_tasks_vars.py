@@ -108,6 +108,14 @@ def scratch_vars():
     params.registry().update(before)
 
 
+def test_doit_vars_shows_the_valid_values(build_dir):
+    lines = {line.split()[0]: line for line in run_doit(["vars"], timeout=120).stdout.splitlines()}
+    assert "valid: an integer >= 1" in lines["batch_size"]
+    assert "valid: an integer >= 0" in lines["cores"]
+    assert "valid: X.Y.Z" in lines["version"]
+    assert "one of {" in lines["model"]
+
+
 def test_ranges_and_formats_in_words(scratch_vars):
     from tasks.params import Var, release_or_range
 
