@@ -63,6 +63,7 @@ class Var:
     maximum: int | float | None = None
     check: Callable | None = None
     owner: str = field(default="")
+    _parsed: tuple | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         if self.type not in _PARSERS:
@@ -119,8 +120,13 @@ class Var:
     def get(self):
         raw = _cmdline().get(self.name)
         if raw is None:
-            return list(self.default) if isinstance(self.default, list) else self.default
-        return self.parse(raw)
+            value = self.default
+        elif self._parsed is not None and self._parsed[0] == raw:
+            value = self._parsed[1]   # checked once: a cluster file is not re-read per task
+        else:
+            value = self.parse(raw)
+            self._parsed = (raw, value)
+        return list(value) if isinstance(value, list) else value
 
 
 def registry() -> dict[str, list[Var]]:
@@ -153,8 +159,8 @@ def release_or_range(text: str) -> None:
     try:
         semver.parse_range(text)
     except UserError:
-        raise ValueError("expected a release X.Y.Z or X.Y.Z-YYYYMMDD (like 1.2.0), bleedingedge, "
-                         "or for fetch latest or a range ^X[.Y[.Z]] / ~X.Y[.Z]") from None
+        raise ValueError("expected X.Y.Z or X.Y.Z-YYYYMMDD (like 1.2.0) or bleedingedge; for "
+                         "fetch also latest or a range ^X[.Y[.Z]] / ~X.Y[.Z]") from None
 
 
 def is_release(text: str) -> bool:
