@@ -16,15 +16,26 @@ from __future__ import annotations
 from zoobuild import paths
 from tasks.engine import BASE_REF
 from tasks.errors import UserError, guarded
-from tasks.params import Var
+from tasks.params import Var, host_port
 from tasks.uptodate import stale_on_error
 
 __all__ = ["task_dockerfiles", "task_wheelhouse", "task_model_packages", "task_images",
            "task_image_tests", "task_push", "task_init_spec"]
 
 SPECS = Var("specs", str, "specs", "directory of the image spec files (*.yml)")
-IMAGE_ARGS = Var("image_args", str, "", "build args K=V,K=V that win over the specs' args")
-REGISTRY = Var("registry", str, "", "registry host:port for `doit push` (default: the local one)")
+
+
+def _build_args(text: str) -> None:
+    """NAME=value,NAME=value"""
+    from images.assemble import parse_cli_args
+
+    parse_cli_args(text)
+
+
+IMAGE_ARGS = Var("image_args", str, "", "build args K=V,K=V that win over the specs' args",
+                 check=_build_args)
+REGISTRY = Var("registry", str, "", "registry host:port for `doit push` (default: the local one)",
+               check=host_port)
 NEW_MODEL = Var("new_model", str, "", "init_spec: name of the model to scaffold, like mobilenet_v1")
 CATEGORY = Var("category", str, "image-recognition", "init_spec: category slice set the model builds on")
 PRECISIONS = Var("precisions", list, ["fp32"], "init_spec: precisions to scaffold")

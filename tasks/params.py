@@ -182,6 +182,13 @@ def json_object(text: str) -> None:
         raise ValueError("expected a JSON object, like {\"key\": \"value\"}")
 
 
+def host_port(text: str) -> None:
+    """HOST:PORT, port 1..65535"""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected HOST:PORT with a port from 1 to 65535, like 127.0.0.1:5000")
+
+
 def cluster_file(text: str) -> None:
     """a JSON/YAML file of ps and worker lists of host:port"""
     from slim.distributed import load_cluster

@@ -31,6 +31,8 @@ BAD_VALUES = {
     "shard_range beyond the shards": (["imagenet_tfrecords", "train_shards=4", "validation_shards=2",
                                        "shard_range=3:9"], "shard_range", "HI <= 6"),
     "store_options not an object": (["publish", "store_options=[1]"], "store_options", "JSON object"),
+    "image_args not K=V": (["images", "image_args=A=1,FOO"], "image_args", "expected NAME=value"),
+    "registry without a port": (["push", "registry=localhost"], "registry", "HOST:PORT"),
 }
 
 
