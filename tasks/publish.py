@@ -48,8 +48,9 @@ MODE = Var("mode", str, "benchmark", "benchmark: benchmark (latency, throughput)
 BENCH_BATCH = Var("bench_batch_size", int, 8, "benchmark: offline batch size (a fixed-batch ONNX uses its own)",
                   minimum=1)
 WARMUP = Var("warmup", int, 5, "benchmark: untimed queries before each phase", minimum=0)
-MIN_DURATION = Var("min_duration", float, 2.0, "benchmark: minimum seconds per phase", minimum=0.0)
-MIN_QUERIES = Var("min_queries", int, 100, "benchmark: minimum queries per phase", minimum=1)
+MIN_DURATION = Var("min_duration", float, 1.0, "benchmark: minimum seconds per phase", minimum=0.0)
+MIN_QUERIES = Var("min_queries", int, 1024, "benchmark: minimum queries per phase (1024: enough for p99.9)",
+                  minimum=1)
 BENCH_STEPS = Var("bench_steps", int, 0, "benchmark: exactly this many queries per phase (0: use durations)",
                   minimum=0)
 BENCH_DATA = Var("bench_data_dir", str, "", "benchmark: TFRecords; empty: synthetic seeded inputs "
@@ -230,12 +231,32 @@ def benchmark_key(model: str) -> keys.Key:
     # an ONNX model is a function of its conversion's key, known before the file exists
     digest = (_export_digest(export_dir(model), model) if cfg["backend"] == "tf"
               else f"convert:{convert_key(model).hex}")
-    return keys.make_key("benchmark", code=["slim/benchmark.py"], params={**cfg, "runner": BENCH_RUNNER.get()},
+    return keys.make_key("benchmark", code=["slim/benchmark"], params={**cfg, "runner": BENCH_RUNNER.get()},
                          inputs={"model": digest})
 
 
 def benchmark_dir(model: str) -> Path:
     return keys.run_dir("benchmark", model, benchmark_key(model))
+
+
+def _bench_image(model: str, runner: str) -> str | None:
+    """bench_runner=docker runs in the model's inference image (training image when the specs
+    have none), from the image plan doit loaded (specs=, image_args=)."""
+    if runner != "docker":
+        return None
+    from images.build import model_image_tag
+    from tasks.images import _plan
+
+    plan = _plan()
+    if isinstance(plan, Exception):
+        raise plan
+    errors = []
+    for mode in ("inference", "training"):
+        try:
+            return model_image_tag(model, "fp32", mode, plan=plan)
+        except UserError as err:
+            errors.append(str(err))
+    raise UserError(errors[0])
 
 
 def _benchmark(model: str, out: str, key: keys.Key, cfg: dict, runner: str) -> None:
@@ -255,7 +276,7 @@ def _benchmark(model: str, out: str, key: keys.Key, cfg: dict, runner: str) -> N
     bc = benchmark.BenchConfig(model_path=str(target), labels_offset=int(info.get("labels_offset") or 0),
                                preprocessing=info.get("preprocessing") or "", **cfg)
     with keys.atomic_dir(out) as tmp:
-        res = benchmark.RUNNERS[runner](bc, tmp)
+        res = benchmark.RUNNERS[runner](bc, tmp, image=_bench_image(model, runner))
         keys.mark_complete(tmp, key)
     print(benchmark.summary_text(res), end="")
     print(f"benchmark: results in {out}/results.json, chart {out}/latency.png")
