@@ -113,12 +113,12 @@ def run_tests(img, client=None, uid=None, gid=None, log=print, only=None) -> dic
 def tests_uptodate(img, uid=None, gid=None):
     """doit uptodate callable: the tests passed on this very image id before."""
     def check(task, values):
-        from images.build import _NO_ENGINE, _ref, engine_image
+        from images import inspection
 
-        found = engine_image(_ref(img.tag))
-        if found in (None, _NO_ENGINE):
+        image_id = inspection.image_id(img.tag)
+        if image_id is None:
             return False
-        key = test_key(img, found[0], os.getuid() if uid is None else uid,
+        key = test_key(img, image_id, os.getuid() if uid is None else uid,
                        os.getgid() if gid is None else gid)
         return keys.is_complete(keys.run_dir("image_tests", img.name, key), key)
 

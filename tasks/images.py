@@ -46,19 +46,45 @@ _PLAN = {}
 
 def _plan():
     """The expanded spec set (loaded once per process), or the UserError that loading raised."""
-    from images import build
+    from images import assemble, plan as plan_mod
 
     sig = (SPECS.get(), IMAGE_ARGS.get(), BASE_REF.get(), BASE_REF.given(), str(paths.BUILD))
     if sig not in _PLAN:
         try:
-            cli = build.assemble.parse_cli_args(IMAGE_ARGS.get()) if IMAGE_ARGS.get() else {}
+            cli = assemble.parse_cli_args(IMAGE_ARGS.get()) if IMAGE_ARGS.get() else {}
             if BASE_REF.given():
                 cli["BASE_IMAGE"] = BASE_REF.get()
-            _PLAN[sig] = build.load_plan(SPECS.get(), cli_args=cli)
+            _PLAN[sig] = plan_mod.load_plan(SPECS.get(), cli_args=cli)
             _PLAN[sig].memo = {}  # one doit run sees one snapshot of the tree
         except UserError as err:
             _PLAN[sig] = err
     return _PLAN[sig]
+
+
+def user_plan():
+    """The plan of this command line (specs=, image_args=, base_image=); raises its UserError."""
+    plan = _plan()
+    if isinstance(plan, UserError):
+        raise plan
+    return plan
+
+
+def model_image_tag(model: str, precision: str = "fp32", mode="training") -> str:
+    """The tag of model's image in the user's plan.  Stages that run in a model image call this
+    and pass the tag down (runner=docker: mode "training"; the benchmark: ("inference",
+    "training"), the first the specs define)."""
+    from images import plan as plan_mod
+
+    return plan_mod.model_image_tag(user_plan(), model, precision, mode)
+
+
+def model_image_tags(model: str, precision: str = "fp32") -> list[str]:
+    """Tags of model's images in the user's plan, inference first ([] when it has none, or when
+    the specs do not load: a release records the lineage it can find)."""
+    from images import plan as plan_mod
+
+    plan = _plan()
+    return [] if isinstance(plan, UserError) else plan_mod.model_image_tags(plan, model, precision)
 
 
 def _failed(name: str, err: UserError):
@@ -106,10 +132,10 @@ def task_dockerfiles():
 # --- wheelhouse -----------------------------------------------------------------------------
 
 def _wheelhouse_key(plan):
-    from images import build, wheelhouse
+    from images import plan as plan_mod, wheelhouse
     from zoobuild.keys import file_digest, make_key
 
-    reqs, debs = build.wheelhouse_needs(plan)
+    reqs, debs = plan_mod.wheelhouse_needs(plan)
     sel = wheelhouse.selected_wheel_file()
     return make_key("wheelhouse", code=["images/wheelhouse.py"], params={"requirements": reqs, "debs": debs},
                     inputs={"lock": file_digest(wheelhouse.lock_path()),
@@ -117,14 +143,14 @@ def _wheelhouse_key(plan):
 
 
 def _fetch_wheelhouse(plan):
-    from images import build, wheelhouse
+    from images import plan as plan_mod, wheelhouse
     from zoobuild import keys
 
-    reqs, debs = build.wheelhouse_needs(plan)
-    index = wheelhouse.fetch(reqs, debs, build.wheelhouse_dir())
-    keys.mark_complete(build.wheelhouse_dir(), _wheelhouse_key(plan),
-                       {"wheels": len(index["wheels"]), "debs": len(index["debs"])})
-    print(f"wheelhouse: {len(index['wheels'])} wheels, {len(index['debs'])} debs in {build.wheelhouse_dir()}")
+    reqs, debs = plan_mod.wheelhouse_needs(plan)
+    dest = wheelhouse.wheelhouse_dir()
+    index = wheelhouse.fetch(reqs, debs, dest)
+    keys.mark_complete(dest, _wheelhouse_key(plan), {"wheels": len(index["wheels"]), "debs": len(index["debs"])})
+    print(f"wheelhouse: {len(index['wheels'])} wheels, {len(index['debs'])} debs in {dest}")
 
 
 def _command_tasks(argv=None) -> list[str]:
@@ -158,10 +184,10 @@ def task_wheelhouse():
     deps = ["build_wheel"] if wheel_requested() else []
 
     def uptodate():
-        from images import build
+        from images import wheelhouse
         from zoobuild import keys
 
-        return keys.is_complete(build.wheelhouse_dir(), _wheelhouse_key(plan))
+        return keys.is_complete(wheelhouse.wheelhouse_dir(), _wheelhouse_key(plan))
 
     return {"actions": [guarded(lambda: _fetch_wheelhouse(plan))], "task_dep": deps,
             "uptodate": [stale_on_error(uptodate, "wheelhouse key complete")], "verbosity": 2}
@@ -180,10 +206,10 @@ def task_model_packages():
             continue
 
         def uptodate(img=img):
-            from images import build
+            from images import imagekey
             from zoobuild import keys
 
-            key = build.package_key(plan, img)
+            key = imagekey.package_key(plan, img)
             return keys.is_complete(keys.run_dir("packages", img.slice.package.name, key), key)
 
         def make(img=img):
@@ -215,9 +241,9 @@ def task_images():
             deps.append(f"model_packages:{img.slice.package.name}")
 
         def up(img=img):
-            from images import build
+            from images import inspection
 
-            return build.is_uptodate(plan, img, record=True)
+            return inspection.is_uptodate(plan, img, record=True)
 
         def make(img=img):
             from images import build

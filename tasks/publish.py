@@ -239,24 +239,11 @@ def benchmark_dir(model: str) -> Path:
     return keys.run_dir("benchmark", model, benchmark_key(model))
 
 
-def _bench_image(model: str, runner: str) -> str | None:
-    """bench_runner=docker runs in the model's inference image (training image when the specs
-    have none), from the image plan doit loaded (specs=, image_args=)."""
-    if runner != "docker":
-        return None
-    from images.build import model_image_tag
-    from tasks.images import _plan
+def _bench_image(model: str) -> str:
+    """The image the benchmark runs in: the model's inference image, else its training image."""
+    from tasks.images import model_image_tag
 
-    plan = _plan()
-    if isinstance(plan, Exception):
-        raise plan
-    errors = []
-    for mode in ("inference", "training"):
-        try:
-            return model_image_tag(model, "fp32", mode, plan=plan)
-        except UserError as err:
-            errors.append(str(err))
-    raise UserError(errors[0])
+    return model_image_tag(model, mode=("inference", "training"))
 
 
 def _benchmark(model: str, out: str, key: keys.Key, cfg: dict, runner: str) -> None:
@@ -276,7 +263,7 @@ def _benchmark(model: str, out: str, key: keys.Key, cfg: dict, runner: str) -> N
     bc = benchmark.BenchConfig(model_path=str(target), labels_offset=int(info.get("labels_offset") or 0),
                                preprocessing=info.get("preprocessing") or "", **cfg)
     with keys.atomic_dir(out) as tmp:
-        res = benchmark.RUNNERS[runner](bc, tmp, image=_bench_image(model, runner))
+        res = benchmark.RUNNERS[runner](bc, tmp, image=_bench_image(model) if runner == "docker" else None)
         keys.mark_complete(tmp, key)
     print(benchmark.summary_text(res), end="")
     print(f"benchmark: results in {out}/results.json, chart {out}/latency.png")
@@ -339,6 +326,13 @@ def publish_key(model: str) -> keys.Key:
                                  "convert": convert_key(model).hex, "benchmark": benchmark_key(model).hex})
 
 
+def _image_tags(model: str) -> list[str]:
+    """The model's image tags in the plan of specs=/image_args= (for the manifest's lineage)."""
+    from tasks.images import model_image_tags
+
+    return model_image_tags(model)
+
+
 def _publish(model: str, version: str, out: str | None = None, key: keys.Key | None = None) -> None:
     from artifacts import release
 
@@ -352,7 +346,7 @@ def _publish(model: str, version: str, out: str | None = None, key: keys.Key | N
     release.release(_store(), model, version, export_dir=src,
                     convert_dir=cdir if keys.is_complete(cdir) else None,
                     bench_dirs=sorted(bench), arch=ARCH.get(), eval_metrics=_eval_metrics(src),
-                    dataset_key=_dataset_key(src))
+                    dataset_key=_dataset_key(src), image_tags=_image_tags(model))
     if out is not None and version == "bleedingedge":
         with keys.atomic_dir(out) as tmp:
             keys.mark_complete(tmp, key, {"model": model, "version": version, "store": STORE.get()})

@@ -159,13 +159,9 @@ def _image(model, runner):
     """runner=docker runs in the model image of the plan doit loaded (specs=, image_args=)."""
     if runner != "docker":
         return None
-    from images.build import model_image_tag
-    from tasks.images import _plan
+    from tasks.images import model_image_tag
 
-    plan = _plan()
-    if isinstance(plan, Exception):
-        raise plan
-    return model_image_tag(model, plan=plan)
+    return model_image_tag(model, mode="training")
 
 
 def _train(model, job, key, runner, cluster):
