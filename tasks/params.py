@@ -2,14 +2,15 @@
 
     MODEL = Var("model", str, "vgg_16", "net to train", choices=NET_NAMES)
     STEPS = Var("steps", int, 10, "stop at this global step", minimum=1)
-    VERSION = Var("version", str, "", "release to publish", check=release_version)
+    VERSION = Var("version", str, "", "release to publish", check=release_or_range)
     MODEL.get()  # the value of `doit train model=...`, or the default
 
 Every variable says what values it takes: a type, and where the type allows more than
-makes sense, `choices`, a `minimum` and/or `maximum` (inclusive; counts are at least 1; 0 only where it means
-"off" or "automatic"), or a `check` of its format.  A `check` gets the parsed value and
-raises ValueError("expected ...") or a UserError naming the variable; for a string variable
-whose default is "" (meaning "not given"), the empty string is not checked.
+makes sense, `choices`, a `minimum` and/or `maximum` (inclusive; counts are at least 1, 0
+only where it means "off" or "automatic"), or a `check` of its format.  A `check` gets the
+parsed value and raises ValueError("expected ...") or a UserError naming the variable; its
+docstring's first line says what it expects (`doit vars`).  For a string variable whose
+default is "" (meaning "not given"), the empty string is not checked.
 
 `check_cmdline` checks every `name=value` on the command line when dodo.py loads, so a bad
 value stops the load with one line and exit status 2 before any task runs.
