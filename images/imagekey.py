@@ -1,6 +1,6 @@
 """Image keys and labels, computed without an engine.
 
-An image's key (zoobuild/keys.py) covers: the code that builds images (CODE), its tag, its
+An image's key (zoobuild/keys.py) covers: the code that builds images (the import closure of ENTRIES), its tag, its
 generated Dockerfile text and build args (FROM_IMAGE among them), the content of its build
 context (files, wheels and .debs by their wheelhouse sha256, downloads, the model package's
 content key) and, for an image FROM another of the plan, that parent's key.  Keys chain down
@@ -19,7 +19,7 @@ from zoobuild.errors import UserError
 KEY_LABEL = "org.zoobuild.key"
 BASE_DIGEST_LABEL = "org.opencontainers.image.base.digest"
 # the code that turns a key's inputs into an image: context assembly and the build call
-CODE = ("images/build.py", "images/imagekey.py")
+ENTRIES = ("images.build",)  # the key's code: the computed import closure of the build module
 
 
 def image_ref(tag: str) -> str:
@@ -65,7 +65,7 @@ def package_key_of(img, entries) -> keys.Key:
     """The package's key: the content of what goes in (walked through the hash cache)."""
     from images import package
 
-    return keys.make_key("package", code=["images/package.py"], params={"name": img.slice.package.name},
+    return keys.make_key("package", entries=["images.package"], params={"name": img.slice.package.name},
                          inputs={"content": package.content_digest(entries)})
 
 
@@ -138,7 +138,7 @@ def image_key(plan, img) -> keys.Key:
         parent = plan.parent_of(img)
         if parent is not None:
             inputs["parent"] = image_key(plan, parent).hex
-        return keys.make_key("image", code=CODE,
+        return keys.make_key("image", entries=ENTRIES,
                              params={"tag": img.tag, "from": img.base_image, "dockerfile": img.dockerfile,
                                      "build_args": img.build_args},
                              inputs=inputs)

@@ -24,9 +24,10 @@ TEST_TIMEOUT_S = 900
 def test_key(img, image_id: str, uid: int, gid: int) -> keys.Key:
     tests = [{"name": t.name, "command": t.command, "as_caller": t.as_caller, "mount": t.mount}
              for t in img.tests]
-    return keys.make_key("image_tests", code=["images/imagetest.py", "images/entrypoint.sh"],
+    return keys.make_key("image_tests", entries=["images.imagetest"],
                          params={"tag": img.tag, "tests": tests, "uid": uid, "gid": gid},
-                         inputs={"image": image_id})
+                         inputs={"image": image_id,
+                                 "entrypoint.sh": keys.file_digest(Path(__file__).with_name("entrypoint.sh"))})
 
 
 def _owners(root: Path) -> set:

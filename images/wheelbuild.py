@@ -196,7 +196,7 @@ def plan(recipe_name: str = DEFAULT_RECIPE, target_name: str = "haswell") -> Pla
     target = cpu.resolve(target_name)
     key = keys.make_key(
         STAGE,
-        code=["images/wheelbuild.py", "images/cpu.py", "images/abi.py"],
+        entries=["images.wheelbuild"],
         params={"recipe": recipe.name, "target": target.as_dict()},
         inputs={"recipe": keys.file_digest(recipe.path), "source": source_digest(recipe),
                 "builder": builder_key(recipe)},

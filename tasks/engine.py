@@ -36,7 +36,7 @@ def task_registry():
 def base_image_key():
     from images.base import DEFAULT_PACKAGES, DEFAULT_SUITE
 
-    return make_key("base_image", code=["images/base.py"],
+    return make_key("base_image", entries=["images.base"],
                     params={"ref": BASE_REF.get(), "suite": DEFAULT_SUITE,
                             "packages": sorted(DEFAULT_PACKAGES)})
 

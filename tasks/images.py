@@ -137,7 +137,7 @@ def _wheelhouse_key(plan):
 
     reqs, debs = plan_mod.wheelhouse_needs(plan)
     sel = wheelhouse.selected_wheel_file()
-    return make_key("wheelhouse", code=["images/wheelhouse.py"], params={"requirements": reqs, "debs": debs},
+    return make_key("wheelhouse", entries=["images.wheelhouse"], params={"requirements": reqs, "debs": debs},
                     inputs={"lock": file_digest(wheelhouse.lock_path()),
                             "selected": file_digest(sel) if sel.exists() else "none"})
 

@@ -166,7 +166,7 @@ def convert_key(model: str) -> keys.Key:
     inputs = {"export": _export_digest(export_dir(model), model)}
     if params["calib_dir"]:
         inputs["calibration"] = _data_identity(params["calib_dir"])
-    return keys.make_key("convert", code=["slim/convert.py"], params=params, inputs=inputs)
+    return keys.make_key("convert", entries=["slim.convert"], params=params, inputs=inputs)
 
 
 def convert_dir(model: str) -> Path:
@@ -226,13 +226,22 @@ def _bench_model_path(model: str, cfg: dict) -> Path:
     return convert_dir(model) / f"model.{cfg['precision']}.onnx"
 
 
+def _bench_libs(model: str) -> dict | None:
+    """bench_runner=docker: the model image's key stands in for the library versions."""
+    if BENCH_RUNNER.get() != "docker":
+        return None
+    from tasks.train import image_libs
+
+    return image_libs(_bench_image(model))
+
+
 def benchmark_key(model: str) -> keys.Key:
     cfg = bench_config(model)
     # an ONNX model is a function of its conversion's key, known before the file exists
     digest = (_export_digest(export_dir(model), model) if cfg["backend"] == "tf"
               else f"convert:{convert_key(model).hex}")
-    return keys.make_key("benchmark", code=["slim/benchmark"], params={**cfg, "runner": BENCH_RUNNER.get()},
-                         inputs={"model": digest})
+    return keys.make_key("benchmark", entries=["slim.benchmark"], params={**cfg, "runner": BENCH_RUNNER.get()},
+                         inputs={"model": digest}, libs=_bench_libs(model))
 
 
 def benchmark_dir(model: str) -> Path:
@@ -319,7 +328,7 @@ def _dataset_key(export: Path):
 
 def publish_key(model: str) -> keys.Key:
     """What a publish is made of; a finished publish of the same key is not repeated."""
-    return keys.make_key("publish", code=["artifacts"],
+    return keys.make_key("publish", entries=["artifacts.release"],
                          params={"version": VERSION.get() or "bleedingedge", "store": STORE.get(),
                                  "arch": ARCH.get()},
                          inputs={"export": _export_digest(export_dir(model), model),

@@ -53,13 +53,14 @@ def _option(name, typ, default, help_, choices) -> Var:
 OPTIONS = {row[0]: _option(*row) for row in TRAIN_OPTIONS}
 EVAL = {row[0]: _option(*row) for row in EVAL_OPTIONS}
 
-# The code each stage runs (its digest is part of the stage's key).
-_COMMON_CODE = ["slim/compat.py", "slim/nets", "slim/preprocessing", "slim/options.py",
-                "slim/inputs.py", "slim/train.py", "slim/cli.py", "datasets/reader.py",
-                "datasets/layout.py"]
-TRAIN_CODE = _COMMON_CODE + ["slim/optimizers.py", "slim/distributed.py"]
-EVAL_CODE = _COMMON_CODE + ["slim/eval.py"]
-EXPORT_CODE = _COMMON_CODE + ["slim/eval.py", "slim/export.py"]
+# What each stage runs: slim.cli's command, in this process (runner=local) or inside the
+# model's image (runner=docker, `python -m slim.cli`).  The key's code is its computed import
+# closure (zoobuild/code.py), so train, eval and export share it.
+ENTRIES = ["slim.cli"]
+# Options that change how a run reports or how often it saves, never what it computes: they
+# are passed to the job but left out of the key, so changing them finds the finished run.
+REPORTING_ONLY = ("log_every_n_steps", "save_summaries_secs", "save_interval_secs",
+                  "save_interval_steps")
 
 
 def selected_models(argv=None) -> list[str]:
@@ -73,6 +74,10 @@ def selected_models(argv=None) -> list[str]:
 
 def train_params(model: str) -> dict:
     return {"model": model, **{n: v.get() for n, v in OPTIONS.items()}}
+
+
+def _keyed(params: dict) -> dict:
+    return {n: v for n, v in params.items() if n not in REPORTING_ONLY}
 
 
 def eval_params() -> dict:
@@ -105,6 +110,32 @@ def _dataset_task_dep() -> list[str]:
 
 
 @functools.lru_cache(maxsize=None)
+def runner_libs(model: str, runner: str) -> dict | None:
+    """What stands in for the library versions in a key: None (the installed versions) for
+    runner=local; for runner=docker the key label of the image the stage runs in (`_image`),
+    which covers the wheels it installs ("missing:<tag>" until `doit images` has built it)."""
+    if runner != "docker":
+        return None
+    return image_libs(_image(model, runner))
+
+
+def image_libs(tag: str) -> dict:
+    """{"image": the key of the image `tag`}: computed from the plan with no engine, and what
+    the image carries as its label once built ("unbuilt:<tag>" before its inputs exist)."""
+    from images import imagekey
+    from tasks.images import user_plan
+
+    plan = user_plan()
+    img = plan.by_tag.get(tag)
+    if img is None:
+        raise UserError(f"image {tag} is not in the image specs")
+    try:
+        return {"image": imagekey.image_key(plan, img).hex}
+    except UserError:
+        return {"image": f"unbuilt:{tag}"}
+
+
+@functools.lru_cache(maxsize=None)
 def _train_key(model: str, params_json: str, dataset: str, runner: str, cluster: str) -> keys.Key:
     inputs = {"dataset": dataset}
     if cluster:
@@ -112,14 +143,14 @@ def _train_key(model: str, params_json: str, dataset: str, runner: str, cluster:
             inputs["cluster"] = keys.file_digest(cluster)
         except OSError:
             raise UserError(f"cluster={cluster}: cannot read the cluster description") from None
-    return keys.make_key("train", code=TRAIN_CODE,
+    return keys.make_key("train", entries=ENTRIES,
                          params={**json.loads(params_json), "runner": runner,
                                  "distributed": bool(cluster)},
-                         inputs=inputs)
+                         inputs=inputs, libs=runner_libs(model, runner))
 
 
 def train_key(model: str) -> keys.Key:
-    return _train_key(model, keys.canonical(train_params(model)), _dataset_digest(),
+    return _train_key(model, keys.canonical(_keyed(train_params(model))), _dataset_digest(),
                       RUNNER.get(), CLUSTER.get())
 
 
@@ -128,8 +159,9 @@ def train_dir(model: str) -> Path:
 
 
 def eval_key(model: str) -> keys.Key:
-    return keys.make_key("eval", code=EVAL_CODE, params=eval_params(),
-                         inputs={"train": train_key(model).hex, "dataset": _dataset_digest()})
+    return keys.make_key("eval", entries=ENTRIES, params=eval_params(),
+                         inputs={"train": train_key(model).hex, "dataset": _dataset_digest()},
+                         libs=runner_libs(model, RUNNER.get()))
 
 
 def eval_dir(model: str) -> Path:
@@ -137,9 +169,10 @@ def eval_dir(model: str) -> Path:
 
 
 def export_key(model: str) -> keys.Key:
-    return keys.make_key("export", code=EXPORT_CODE,
+    return keys.make_key("export", entries=ENTRIES,
                          params={"eval_image_size": EVAL["eval_image_size"].get()},
-                         inputs={"train": train_key(model).hex})
+                         inputs={"train": train_key(model).hex},
+                         libs=runner_libs(model, RUNNER.get()))
 
 
 def export_dir(model: str) -> Path:
@@ -232,7 +265,7 @@ def task_train():
             "uptodate": [keys.key_uptodate(key, outdir)],
             "task_dep": _dataset_task_dep(),
             "clean": [_clean(outdir)],
-            "meta": {"key": key},
+            "meta": {"key": key, "outdir": outdir},
             "verbosity": 2,
         }
 
@@ -253,7 +286,7 @@ def task_eval():
             "uptodate": [keys.key_uptodate(key, outdir)],
             "task_dep": [f"train:{model}"],
             "clean": [_clean(outdir)],
-            "meta": {"key": key},
+            "meta": {"key": key, "outdir": outdir},
             "verbosity": 2,
         }
 
@@ -275,6 +308,6 @@ def task_export():
             "uptodate": [keys.key_uptodate(key, outdir)],
             "task_dep": [f"train:{model}"],
             "clean": [_clean(outdir)],
-            "meta": {"key": key},
+            "meta": {"key": key, "outdir": outdir},
             "verbosity": 2,
         }
