@@ -10,18 +10,12 @@ import json
 import os
 from pathlib import Path
 
-from zoobuild import paths
+from zoobuild import atomic, paths
 from zoobuild.errors import UserError
 
 
 def _write_job(job, workdir):
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    path = workdir / "job.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(job, indent=1, default=str))
-    tmp.replace(path)
-    return path
+    return atomic.write_text(Path(workdir) / "job.json", json.dumps(job, indent=1, default=str))
 
 
 def run_local(command, job, workdir, cluster=None, image=None):

@@ -39,16 +39,38 @@ _RAW_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar",
               "ILSVRC2012_bbox_train_v2.tar.gz", "imagenet_2012_validation_synset_labels.txt",
               "imagenet_metadata.txt")
 
+
+def _shard_count(name: str):
+    def check(text: str) -> None:
+        from datasets.shardplan import check_shard_count
+
+        check_shard_count(name, text)
+
+    check.__doc__ = "auto or a count from 1 to 99999"
+    return check
+
+
+def _check_shard_range(text: str) -> None:
+    """LO:HI with 0 <= LO < HI (<= train_shards + validation_shards when both are counts)"""
+    from datasets.shardplan import parse_shard_range
+
+    counts = (TRAIN_SHARDS.get(), VALIDATION_SHARDS.get())
+    parse_shard_range(text, None if "auto" in counts else sum(int(c) for c in counts))
+
+
 DATA_DIR = Var("data_dir", str, "", "ILSVRC2012 files (local dir or fsspec URL); empty: the synthetic set")
 OUT_DIR = Var("out_dir", str, "", "where the TFRecords go; empty: build/tfrecords/<kind>/<key12>")
 TRAIN_SHARDS = Var("train_shards", str, "auto", "train-*-of-N shards: auto (1024 for the full "
-                   "ILSVRC2012 train split, else ~150 MB each, at least 1) or a count")
+                   "ILSVRC2012 train split, else ~150 MB each, at least 1) or a count",
+                   check=_shard_count("train_shards"))
 VALIDATION_SHARDS = Var("validation_shards", str, "auto", "validation-*-of-N shards: auto (128 for "
-                        "the full ILSVRC2012 validation split, else ~150 MB each) or a count")
-SEED = Var("seed", int, 0, "seed of the shuffle of examples across shards")
+                        "the full ILSVRC2012 validation split, else ~150 MB each) or a count",
+                        check=_shard_count("validation_shards"))
+SEED = Var("seed", int, 0, "seed of the shuffle of examples across shards", minimum=0)
 STRICT = Var("strict", bool, False, "stop at the first undecodable image instead of skipping it")
-SHARD_RANGE = Var("shard_range", str, "", "LO:HI: convert only these shards (train then validation)")
-WORKERS = Var("workers", int, 0, "conversion worker processes; 0: one per CPU")
+SHARD_RANGE = Var("shard_range", str, "", "LO:HI: convert only these shards (train then validation)",
+                  check=_check_shard_range)
+WORKERS = Var("workers", int, 0, "conversion worker processes; 0: one per CPU", minimum=0)
 
 
 @functools.lru_cache(maxsize=None)

@@ -16,14 +16,26 @@ from __future__ import annotations
 from zoobuild import paths
 from tasks.engine import BASE_REF
 from tasks.errors import UserError, guarded
-from tasks.params import Var
+from tasks.params import Var, host_port
+from tasks.uptodate import stale_on_error
 
 __all__ = ["task_dockerfiles", "task_wheelhouse", "task_model_packages", "task_images",
            "task_image_tests", "task_push", "task_init_spec"]
 
 SPECS = Var("specs", str, "specs", "directory of the image spec files (*.yml)")
-IMAGE_ARGS = Var("image_args", str, "", "build args K=V,K=V that win over the specs' args")
-REGISTRY = Var("registry", str, "", "registry host:port for `doit push` (default: the local one)")
+
+
+def _build_args(text: str) -> None:
+    """NAME=value,NAME=value"""
+    from images.assemble import parse_cli_args
+
+    parse_cli_args(text)
+
+
+IMAGE_ARGS = Var("image_args", str, "", "build args K=V,K=V that win over the specs' args",
+                 check=_build_args)
+REGISTRY = Var("registry", str, "", "registry host:port for `doit push` (default: the local one)",
+               check=host_port)
 NEW_MODEL = Var("new_model", str, "", "init_spec: name of the model to scaffold, like mobilenet_v1")
 CATEGORY = Var("category", str, "image-recognition", "init_spec: category slice set the model builds on")
 PRECISIONS = Var("precisions", list, ["fp32"], "init_spec: precisions to scaffold")
@@ -83,18 +95,6 @@ def _failed(name: str, err: UserError):
     return task if name is None else {"name": name, **task}
 
 
-def _safe(check, name="check"):
-    """An uptodate callable that answers False (stale) when the check itself fails."""
-    def wrapped(task, values):
-        try:
-            return bool(check())
-        except Exception:
-            return False
-
-    wrapped.__name__ = wrapped.__qualname__ = name
-    return wrapped
-
-
 # --- dockerfiles ----------------------------------------------------------------------------
 
 def _dockerfiles_dir(plan):
@@ -123,8 +123,8 @@ def task_dockerfiles():
 
     return {
         "actions": [guarded(lambda: _write_dockerfiles(plan))],
-        "uptodate": [_safe(lambda: not assemble.out_of_date(plan.images, _dockerfiles_dir(plan)),
-                            "dockerfiles/ match the specs")],
+        "uptodate": [stale_on_error(lambda: not assemble.out_of_date(plan.images, _dockerfiles_dir(plan)),
+                                    "dockerfiles/ match the specs")],
         "verbosity": 2,
     }
 
@@ -155,10 +155,9 @@ def _fetch_wheelhouse(plan):
 
 def _command_tasks(argv=None) -> list[str]:
     """The task names this doit command line names (options and K=V variables left out)."""
-    import sys
+    from tasks import cmdline
 
-    argv = sys.argv[1:] if argv is None else argv
-    return [a for a in argv if not a.startswith("-") and "=" not in a]
+    return list((cmdline.current() if argv is None else cmdline.parse(argv)).tasks)
 
 
 def wheel_requested(argv=None) -> bool:
@@ -191,7 +190,7 @@ def task_wheelhouse():
         return keys.is_complete(wheelhouse.wheelhouse_dir(), _wheelhouse_key(plan))
 
     return {"actions": [guarded(lambda: _fetch_wheelhouse(plan))], "task_dep": deps,
-            "uptodate": [_safe(uptodate, "wheelhouse key complete")], "verbosity": 2}
+            "uptodate": [stale_on_error(uptodate, "wheelhouse key complete")], "verbosity": 2}
 
 
 # --- model packages -------------------------------------------------------------------------
@@ -219,7 +218,7 @@ def task_model_packages():
             print(build.ensure_package(plan, img))
 
         yield {"name": img.slice.package.name, "actions": [guarded(make)],
-               "uptodate": [_safe(uptodate, "package content key complete")], "verbosity": 2,
+               "uptodate": [stale_on_error(uptodate, "package content key complete")], "verbosity": 2,
                "doc": f"model package {img.slice.package.name}.tar.gz"}
 
 
@@ -252,7 +251,7 @@ def task_images():
             build.build_image(plan, img)
 
         yield {"name": img.name, "actions": [guarded(make)], "task_dep": deps,
-               "uptodate": [_safe(up, f"{img.tag} carries its key")], "verbosity": 2,
+               "uptodate": [stale_on_error(up, f"{img.tag} carries its key")], "verbosity": 2,
                "doc": f"{img.tag} from dockerfiles/{img.dockerfile_path}"}
 
 
@@ -271,18 +270,8 @@ def task_image_tests():
             it.run_tests(img)
 
         yield {"name": img.name, "actions": [guarded(run)], "task_dep": [f"images:{img.name}"],
-               "uptodate": [_safe_check(imagetest.tests_uptodate(img))], "verbosity": 2,
+               "uptodate": [stale_on_error(imagetest.tests_uptodate(img))], "verbosity": 2,
                "doc": f"tests of {img.tag}: {', '.join(t.name for t in img.tests) or '(none)'}"}
-
-
-def _safe_check(check):
-    def wrapped(task, values):
-        try:
-            return bool(check(task, values))
-        except Exception:
-            return False
-
-    return wrapped
 
 
 def task_push():

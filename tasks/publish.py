@@ -22,18 +22,20 @@ from pathlib import Path
 
 from zoobuild import keys, paths
 from tasks.errors import UserError, guarded
-from tasks.params import Var
+from tasks import cmdline
+from tasks.common import MODEL
+from tasks.params import Var, is_release, json_object, release_or_range
 
 __all__ = ["task_convert", "task_benchmark", "task_publish", "task_fetch"]
 
 _PRECISIONS = ("fp32", "fp16", "int8")
 
-MODEL = Var("model", str, "vgg_16", "net to train, convert, benchmark and publish")
 EXPORT_DIR = Var("export_dir", str, "", "SavedModel export dir; empty: the one `doit export` made")
 PRECISIONS = Var("precisions", list, ["fp32", "fp16", "int8"], "convert: precisions to convert and gate",
                  choices=_PRECISIONS)
-ONNX_BATCH = Var("onnx_batch", int, 1, "convert: fixed batch of the ONNX models (0: dynamic)")
-OPSET = Var("opset", int, 17, "convert: ONNX opset")
+ONNX_BATCH = Var("onnx_batch", int, 1, "convert: fixed batch of the ONNX models (0: dynamic)",
+                 minimum=0)
+OPSET = Var("opset", int, 17, "convert: ONNX opset", minimum=1)
 NCHW = Var("nchw", bool, False, "convert: NCHW input for the ONNX models")
 KEEP_IO = Var("keep_io_types", bool, True, "convert: fp16 keeps float32 inputs and outputs")
 CALIB_DIR = Var("calib_dir", str, "", "convert: TFRecords for int8 calibration; empty: the default "
@@ -43,23 +45,29 @@ BACKEND = Var("backend", str, "onnx", "benchmark: tf (SavedModel) or onnx (conve
 PRECISION = Var("precision", str, "fp32", "benchmark: which converted precision", choices=_PRECISIONS)
 MODE = Var("mode", str, "benchmark", "benchmark: benchmark (latency, throughput) or accuracy (top-1/5)",
            choices=("benchmark", "accuracy"))
-BENCH_BATCH = Var("bench_batch_size", int, 8, "benchmark: offline batch size (a fixed-batch ONNX uses its own)")
-WARMUP = Var("warmup", int, 5, "benchmark: untimed queries before each phase")
-MIN_DURATION = Var("min_duration", float, 1.0, "benchmark: minimum seconds per phase")
-MIN_QUERIES = Var("min_queries", int, 1024, "benchmark: minimum queries per phase (1024: enough for p99.9)")
-BENCH_STEPS = Var("bench_steps", int, 0, "benchmark: exactly this many queries per phase (0: use durations)")
+BENCH_BATCH = Var("bench_batch_size", int, 8, "benchmark: offline batch size (a fixed-batch ONNX uses its own)",
+                  minimum=1)
+WARMUP = Var("warmup", int, 5, "benchmark: untimed queries before each phase", minimum=0)
+MIN_DURATION = Var("min_duration", float, 1.0, "benchmark: minimum seconds per phase", minimum=0.0)
+MIN_QUERIES = Var("min_queries", int, 1024, "benchmark: minimum queries per phase (1024: enough for p99.9)",
+                  minimum=1)
+BENCH_STEPS = Var("bench_steps", int, 0, "benchmark: exactly this many queries per phase (0: use durations)",
+                  minimum=0)
 BENCH_DATA = Var("bench_data_dir", str, "", "benchmark: TFRecords; empty: synthetic seeded inputs "
                  "(accuracy mode: the default TFRecords)")
-MAX_IMAGES = Var("max_images", int, 0, "benchmark accuracy mode: stop after this many images (0: all)")
-SOCKET_ID = Var("socket_id", int, -1, "benchmark: NUMA socket to bind to (-1: none)")
-CORES = Var("cores", int, 0, "benchmark: cores per instance (0: no pinning)")
-INSTANCES = Var("instances", int, 1, "benchmark: concurrent pinned instances")
+MAX_IMAGES = Var("max_images", int, 0, "benchmark accuracy mode: stop after this many images (0: all)",
+                 minimum=0)
+SOCKET_ID = Var("socket_id", int, -1, "benchmark: NUMA socket to bind to (-1: none)", minimum=-1)
+CORES = Var("cores", int, 0, "benchmark: cores per instance (0: no pinning)", minimum=0)
+INSTANCES = Var("instances", int, 1, "benchmark: concurrent pinned instances", minimum=1)
 BENCH_RUNNER = Var("bench_runner", str, "local", "benchmark: local (this machine) or docker (the model's image)",
                    choices=("local", "docker"))
 
-VERSION = Var("version", str, "", "publish: X.Y.Z[-YYYYMMDD] or bleedingedge (empty: bleedingedge); fetch: ^X.Y, ~X.Y.Z, exact or latest")
+VERSION = Var("version", str, "", "publish: X.Y.Z[-YYYYMMDD] or bleedingedge (empty: bleedingedge); fetch: ^X.Y, ~X.Y.Z, exact or latest",
+              check=release_or_range)
 STORE = Var("store", str, "", "artifact store: a directory or file://, s3://, gs:// URL (default build/store)")
-STORE_OPTIONS = Var("store_options", str, "", "fsspec storage options as JSON, e.g. {\"endpoint_url\": ...}")
+STORE_OPTIONS = Var("store_options", str, "", "fsspec storage options as JSON, e.g. {\"endpoint_url\": ...}",
+                    check=json_object)
 ARCH = Var("arch", str, platform.machine(), "publish/fetch: artifact arch")
 FETCH_DIR = Var("fetch_dir", str, "", "fetch: where models are unpacked (default build/fetched)")
 
@@ -365,6 +373,9 @@ def _benchmarks_this(bench_dir: Path, export: Path, cdir: Path) -> bool:
 def task_publish():
     """Publish a model version to the artifact store and regenerate the catalog (vars: version, store, arch)."""
     model = MODEL.get()
+    if VERSION.get() and not is_release(VERSION.get()) and cmdline.current().runs("publish"):
+        raise UserError(f"version={VERSION.get()!r}: publish takes an exact release X.Y.Z or "
+                        "X.Y.Z-YYYYMMDD, or bleedingedge; ranges and latest are for fetch")
     key = publish_key(model)
     out = keys.run_dir("publish", model, key)
     yield {

@@ -21,31 +21,37 @@ from __future__ import annotations
 import functools
 import json
 import shutil
-import sys
 from pathlib import Path
 
 from slim.nets import MODEL_NAMES
-from slim.options import EVAL_OPTIONS, TRAIN_OPTIONS
+from slim.options import EVAL_OPTIONS, RANGES, TRAIN_OPTIONS
 from slim.runners import RUNNER_NAMES
-from zoobuild import keys, paths
+from zoobuild import atomic, keys, paths
 from tasks.errors import UserError, guarded
-from tasks.params import Var
+from tasks import cmdline
+from tasks.common import MODEL
+from tasks.params import Var, cluster_file
 
 __all__ = ["task_train", "task_eval", "task_export"]
 
 STAGES = ("train", "eval", "export")
 
-MODEL = Var("model", str, "vgg_16", "net to train/evaluate/export", choices=MODEL_NAMES)
 DATASET_DIR = Var("dataset_dir", str, "",
                   "slim TFRecords directory; empty: the embedded synthetic set")
 RUNNER = Var("runner", str, "local", "local: this process; docker: the model's image",
              choices=RUNNER_NAMES)
 CLUSTER = Var("cluster", str, "",
-              "cluster description (JSON/YAML ps+worker host:port) for ps/worker training")
-OPTIONS = {name: Var(name, typ, default, help_, choices=choices)
-           for name, typ, default, help_, choices in TRAIN_OPTIONS}
-EVAL = {name: Var(name, typ, default, help_, choices=choices)
-        for name, typ, default, help_, choices in EVAL_OPTIONS}
+              "cluster description (JSON/YAML ps+worker host:port) for ps/worker training",
+              check=cluster_file)
+
+
+def _option(name, typ, default, help_, choices) -> Var:
+    lo, hi = RANGES.get(name, (None, None))
+    return Var(name, typ, default, help_, choices=choices, minimum=lo, maximum=hi)
+
+
+OPTIONS = {row[0]: _option(*row) for row in TRAIN_OPTIONS}
+EVAL = {row[0]: _option(*row) for row in EVAL_OPTIONS}
 
 # What each stage runs: slim.cli's command, in this process (runner=local) or inside the
 # model's image (runner=docker, `python -m slim.cli`).  The key's code is its computed import
@@ -59,12 +65,10 @@ REPORTING_ONLY = ("log_every_n_steps", "save_summaries_secs", "save_interval_sec
 
 def selected_models(argv=None) -> list[str]:
     """model= plus any `train:<m>` / `eval:<m>` / `export:<m>` named on the command line."""
-    argv = sys.argv[1:] if argv is None else argv
+    line = cmdline.current() if argv is None else cmdline.parse(argv)
     out = [MODEL.get()]
-    for word in argv:
-        stage, _, name = word.partition(":")
-        if stage in STAGES and name in MODEL_NAMES and name not in out:
-            out.append(name)
+    for stage in STAGES:
+        out += [name for name in line.named(stage) if name in MODEL_NAMES and name not in out]
     return out
 
 
@@ -218,9 +222,7 @@ def _eval(model, job, key, runner):
         runners.run(runner, "eval", tmp_job, tmp, image=_image(model, runner))
         (tmp / "job.json").unlink(missing_ok=True)
         keys.mark_complete(tmp, key)
-    beside = Path(job["train_dir"]) / "eval.json"   # beside the checkpoint, for people
-    shutil.copyfile(outdir / "eval.json", beside.with_suffix(".json.tmp"))
-    beside.with_suffix(".json.tmp").replace(beside)
+    atomic.copy_file(outdir / "eval.json", Path(job["train_dir"]) / "eval.json")  # for people
 
 
 def _export(model, job, key, runner):

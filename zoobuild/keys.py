@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zoobuild import paths
-from zoobuild.atomic import atomic_dir  # noqa: F401  (stages import it from here too)
+from zoobuild.atomic import atomic_dir, write_json  # noqa: F401  (stages import atomic_dir from here)
+from zoobuild.digest import sha256_file
 
 COMPLETE = ".complete.json"
-_CHUNK = 1 << 20
+
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".git"}
 
 
@@ -66,11 +67,7 @@ class HashCache:
         if os.environ.get("ZOOBUILD_HASH_LOG"):  # lets benchmarks see reads in subprocesses
             with open(os.environ["ZOOBUILD_HASH_LOG"], "a") as log:
                 log.write(path + "\n")
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
-        digest = h.hexdigest()
+        digest = sha256_file(path)
         conn.execute(
             "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)", (path, *stamp, digest)
         )
@@ -203,9 +200,7 @@ def mark_complete(outdir, key: Key, extra: dict | None = None) -> None:
     """Write the completion marker; it is the last file written into outdir."""
     outdir = Path(outdir)
     body = {"key": key.hex, "parts": key.parts, **(extra or {})}
-    tmp = outdir / f".{COMPLETE}.tmp"
-    tmp.write_text(json.dumps(body, indent=1, sort_keys=True, default=str))
-    os.replace(tmp, outdir / COMPLETE)
+    write_json(outdir / COMPLETE, body)
 
 
 def key_uptodate(key: Key, outdir):
