@@ -85,7 +85,7 @@ def test_stale_reasons_name_what_changed():
 def test_typed_var_parsing_and_errors(monkeypatch):
     from doit import doit_cmd
 
-    v = params.Var("zz_steps", int, 10, "steps to run")
+    v = params.Var("zz_steps", int, 10, "steps to run", minimum=1)
     c = params.Var("zz_opt", str, "sgd", "optimizer", choices=("sgd", "adam"))
     monkeypatch.setattr(doit_cmd, "_CMDLINE_VARS", {})
     assert v.get() == 10 and c.get() == "sgd"
