@@ -21,7 +21,7 @@ from pipelines import graph
 
 def _build_hint(tag: str) -> str:
     try:
-        from images.build import load_plan
+        from images.plan import load_plan
 
         for img in load_plan().images:
             if img.tag == tag:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 os.environ.setdefault("ZOOBUILD_BUILD_DIR", tempfile.mkdtemp(prefix="zoobuild-stage-"))
 
-from zoobuild import keys  # noqa: E402
+from zoobuild import keys, paths  # noqa: E402
 from zoobuild.errors import UserError  # noqa: E402
 
 _REMOTE = {"gs://": "/gcs/", "s3://": "/s3/", "minio://": "/minio/"}  # KFP's mounts of artifact URIs
@@ -63,7 +63,8 @@ def rekey(job: dict, given: dict, inputs: dict) -> keys.Key:
     params = dict(parts["params"])
     for name, value in given.items():
         cfg_name, in_key = job["param_map"][name]
-        if in_key and not (value == "" and name in job.get("keep_if_empty", [])):
+        # a parameter changes the key only where the graph keys it (reporting-only ones it does not)
+        if in_key and cfg_name in params and not (value == "" and name in job.get("keep_if_empty", [])):
             params[cfg_name] = value
     for name in job.get("sorted_params", []):   # doit keys a set of values in sorted order
         params[name] = sorted(params[name])
@@ -73,11 +74,17 @@ def rekey(job: dict, given: dict, inputs: dict) -> keys.Key:
     key_inputs = dict(parts["inputs"])
     for key_input, (art, fmt) in job.get("key_inputs", {}).items():
         key_inputs[key_input] = fmt.format(upstream_key(inputs[art]))
-    key = keys.make_key(parts["stage"], code=list(parts["code"]), params=params, inputs=key_inputs)
-    for path, digest in parts["code"].items():
-        if key.code[path] != digest:
+    # the stage's code is the import closure the graph computed from its entry modules: every
+    # file of it this image ships must be the same file; one it does not ship (the docker-only
+    # runners, say) is never imported here and keeps its compiled digest
+    for path, digest in sorted(parts["code"].items()):
+        f = paths.ROOT / path
+        if f.is_file() and keys.file_digest(f) != digest:
             raise UserError(f"{path} in this image differs from the code the pipeline was compiled "
                             f"from; rebuild the images (`doit images`) and recompile (`doit pipeline`)")
+    key = keys.Key(stage=parts["stage"], code=dict(parts["code"]), params=json.loads(keys.canonical(params)),
+                   inputs=dict(sorted(key_inputs.items())), libs=dict(parts["libs"]),
+                   entries=tuple(parts["entries"]))
     return key
 
 
@@ -115,7 +122,7 @@ def _tfrecords_part(job, cfg, inputs, out, key):
 
     convert(_data_dir(job, inputs), out, train_shards=cfg["train_shards"],
             validation_shards=cfg["validation_shards"], seed=cfg["seed"], strict=cfg["strict"],
-            shard_range=job["shard_range"])
+            shard_range=job["shard_range"] or None)
     return None  # a part: no completion marker of the whole set
 
 
@@ -186,9 +193,7 @@ def _benchmark(job, cfg, inputs, out, key):
     bc = benchmark.BenchConfig(model_path=str(target), labels_offset=int(info.get("labels_offset") or 0),
                                preprocessing=info.get("preprocessing") or "", **bench)
     # the model images carry no matplotlib: results and summary, no chart (doit's run draws it)
-    res = benchmark.run(bc, out, chart_png=False)
-    res["runner"] = {"name": "kfp", "image": job["compiled"]["docker_image"]}
-    (out / "results.json").write_text(json.dumps(res, indent=1, sort_keys=True))
+    res = benchmark.run(bc, out, chart_png=False, runner={"name": "kfp", "image": job["compiled"]["docker_image"]})
     if cfg.get("verbose"):
         print(benchmark.summary_text(res), end="")
 

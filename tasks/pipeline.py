@@ -63,7 +63,7 @@ def _var_param(var, name=None, default=None):
 
 
 def _images(model: str, registry: str) -> dict:
-    from images.build import model_image_tag
+    from images.plan import model_image_tag
     from pipelines import refs
     from tasks.images import _plan
 
@@ -76,7 +76,7 @@ def _images(model: str, registry: str) -> dict:
                         "zoobuild:tf-compiled-base-data)")
     push = refs.pushed()
     return {"data": refs.image_ref(data[0], registry, push),
-            "model": refs.image_ref(model_image_tag(model, plan=plan), registry, push)}
+            "model": refs.image_ref(model_image_tag(plan, model), registry, push)}
 
 
 def describe(name: str, registry: str = ""):
@@ -109,14 +109,17 @@ def describe(name: str, registry: str = ""):
     synthetic = not data.DATA_DIR.get()
     if synthetic:
         out.append(stage("synthetic", "synthetic", img["data"], {"cfg": data.SYNTHETIC}))
-    shards = data.TRAIN_SHARDS.get() + data.VALIDATION_SHARDS.get()
+    counts = data._params()
+    # "auto" shard counts are resolved from the data at conversion: no ranges to fan out then
+    ranges = (st.shard_ranges(counts["train_shards"] + counts["validation_shards"], FAN_OUT.get())
+              if "auto" not in (counts["train_shards"], counts["validation_shards"]) else [""])
     out.append(stage("tfrecords", "tfrecords-part", img["data"],
                      {"cfg": {k2: v for k2, v in data._params().items() if k2 in
                               ("train_shards", "validation_shards", "seed", "strict")},
                       "data_dir": data.DATA_DIR.get()},
                      {"seed": ["seed", True], "strict": ["strict", True]} if name == "main" else {},
                      {"raw": "synthetic"} if synthetic else {},
-                     fan_out=st.shard_ranges(shards, FAN_OUT.get()), join="tfrecords-join"))
+                     fan_out=ranges, join="tfrecords-join"))
     tr = {v.name: [v.name, True] for v in train_opts} if name == "main" else {}
     tr_cfg = {n: [n, False] for n in tr}
     ev = {n: [n, True] for n in train.EVAL} if name == "main" else {}
