@@ -46,12 +46,41 @@ def warn(message: str) -> None:
 
 @dataclass
 class Stats:
-    """What the cache did in this process; `summary()` is the line a run ends with."""
+    """What the cache did in this run; `summary()` is the line a run ends with.  Events also go
+    to the file named by ZOOBUILD_CACHE_EVENTS when set, so that the actions of a parallel run
+    (`doit -n N`, worker processes) count in the summary the main process prints."""
     fetched: list = field(default_factory=list)
     built: list = field(default_factory=list)
     uploaded: list = field(default_factory=list)
     bytes_down: int = 0
     bytes_up: int = 0
+
+    def note(self, kind: str, name: str, nbytes: int = 0) -> None:
+        self._add(kind, name, nbytes)
+        events = os.environ.get("ZOOBUILD_CACHE_EVENTS")
+        if events and os.getpid() != int(os.environ.get("ZOOBUILD_CACHE_EVENTS_PID", "0")):
+            with open(events, "a") as f:          # one short line per event: appends stay whole
+                f.write(json.dumps([kind, name, nbytes]) + "\n")
+
+    def _add(self, kind, name, nbytes):
+        getattr(self, kind).append(name)
+        if kind == "fetched":
+            self.bytes_down += nbytes
+        elif kind == "uploaded":
+            self.bytes_up += nbytes
+
+    def merge_events(self, path) -> None:
+        """Add the events worker processes wrote to `path`."""
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError:
+            return
+        for line in lines:
+            try:
+                kind, name, nbytes = json.loads(line)
+            except ValueError:
+                continue
+            self._add(kind, name, nbytes)
 
     def summary(self) -> str:
         return (f"cache: {len(self.fetched)} fetched, {len(self.built)} built, "
@@ -187,14 +216,19 @@ class Cache:
         if manifest is None:
             return f"not in cache {self.url}"
         size = sum(e["size"] for e in manifest["files"])
-        return f"in cache {self.url} ({len(manifest['files'])} files, {_size(size)})"
+        return (f"cached: fetched from {self.url} by the next run ({len(manifest['files'])} files, "
+                f"{_size(size)})")
 
-    def fetch(self, stage: str, key_hex: str, outdir) -> bool:
+    def fetch(self, stage: str, key_hex: str, outdir, partial: bool = False) -> bool:
         """On a hit: download, verify and unpack into outdir, marker last; True.  On a miss, an
-        unusable entry or an unreachable cache: False, and outdir is left as it was."""
+        unusable entry or an unreachable cache: False, and outdir is left as it was.
+
+        partial=True fetches a run shared part-way (`upload(..., partial=True)`): its files, no
+        completion marker, so the stage resumes from them."""
         if self.mode == "off" or self.unreachable:
             return False
         outdir = Path(outdir)
+        stage = f"{stage}.partial" if partial else stage
         try:
             manifest = self.read_manifest(stage, key_hex)
             if manifest is None:
@@ -208,8 +242,7 @@ class Cache:
         except Exception as err:
             self._unreachable(err)
             return False
-        STATS.fetched.append(f"{stage}/{key_hex[:12]}")
-        STATS.bytes_down += moved
+        STATS.note("fetched", f"{stage}/{key_hex[:12]}", moved)
         return True
 
     def _unpack(self, manifest: dict, outdir: Path) -> int:
@@ -245,8 +278,8 @@ class Cache:
                         raise CacheError(f"blob {entry['sha256'][:12]} of {rel} is corrupt "
                                          f"(sha256 {h.hexdigest()[:12]})")
                     os.chmod(dest, 0o755 if entry["mode"] & 0o111 else 0o644)
-            marker = tmp / MARKER
-            marker.write_text(manifest["marker"])
+            if not manifest.get("partial"):
+                (tmp / MARKER).write_text(manifest["marker"])
             if outdir.exists():
                 shutil.rmtree(outdir)
             os.replace(tmp, outdir)
@@ -256,23 +289,32 @@ class Cache:
         return moved
 
     # ---------------------------------------------------------------- writing
-    def upload(self, stage: str, key_hex: str, srcdir) -> bool:
+    def upload(self, stage: str, key_hex: str, srcdir, partial: bool = False) -> bool:
         """Store a finished key directory: blobs first, the manifest last.  Never raises for a
-        cache problem (one warning line); True when the entry is in the cache afterwards."""
+        cache problem (one warning line); True when the entry is in the cache afterwards.
+
+        partial=True shares an unfinished directory (a training run stopped part-way) under
+        `<stage>.partial`, so that another machine resumes it instead of starting over."""
         if self.mode != "readwrite" or self.unreachable:
             return False
         srcdir = Path(srcdir)
-        try:
-            marker = (srcdir / MARKER).read_text()
-        except OSError:
-            return False                    # not a finished directory: nothing to share
-        if _marker_key(marker) != key_hex:
-            return False
+        if partial:
+            if not srcdir.is_dir():
+                return False
+            stage, marker = f"{stage}.partial", json.dumps({"key": key_hex, "partial": True})
+        else:
+            try:
+                marker = (srcdir / MARKER).read_text()
+            except OSError:
+                return False                    # not a finished directory: nothing to share
+            if _marker_key(marker) != key_hex:
+                return False
         try:
             files = scan_dir(srcdir)
             moved = self._put_blobs(stage, key_hex, srcdir, files)
             manifest = {"format": FORMAT, "stage": stage, "key": key_hex, "files": files,
-                        "marker": marker, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                        "marker": marker, "partial": partial,
+                        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             self._put_bytes(json.dumps(manifest, indent=1, sort_keys=True).encode(),
                             self.manifest_path(stage, key_hex))
         except CacheError as err:
@@ -283,8 +325,7 @@ class Cache:
         except Exception as err:
             self._unreachable(err)
             return False
-        STATS.uploaded.append(f"{stage}/{key_hex[:12]}")
-        STATS.bytes_up += moved
+        STATS.note("uploaded", f"{stage}/{key_hex[:12]}", moved)
         return True
 
     def _put_blobs(self, stage, key_hex, srcdir: Path, files: list[dict]) -> int:
