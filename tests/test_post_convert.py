@@ -47,7 +47,7 @@ def test_every_precision_passes_its_gate(converted):
     for p in ("fp32", "fp16", "int8"):
         assert (out / f"model.{p}.onnx").exists() and r[p]["sha256"]
     assert report["signature"]["inputs"]["images"]["shape"] == [None, 16, 16, 3]
-    assert report["calibration"] == "seeded" and report["batch_size"] == 4
+    assert report["calibration"]["source"] == "seeded" and report["batch_size"] == 4
     assert json.loads((out / "report.json").read_text())["passed"] == report["passed"]
     # fixed input shape and batch; keep_io_types keeps fp16's input float32
     import onnx
@@ -64,10 +64,10 @@ def test_every_precision_passes_its_gate(converted):
 def test_parity_gate_rejects_a_corrupted_conversion(export, converted, tmp_path):
     out, _ = converted
     bad = _corrupt(out / "model.fp32.onnx", tmp_path / "bad.onnx")
-    verdict = convert.gate(export, bad, "fp32", batch=4)
+    verdict = convert.gate_file(export, bad, "fp32")
     assert not verdict["passed"]
     assert "max abs error" in verdict["reason"]
-    good = convert.gate(export, out / "model.fp32.onnx", "fp32", batch=4)
+    good = convert.gate_file(export, out / "model.fp32.onnx", "fp32")
     assert good["passed"], good
 
 
