@@ -159,6 +159,30 @@ def test_a_file_changed_after_the_gate_is_not_published(export, converted, tmp_p
     assert st.versions(store, "tiny") == []
 
 
+def test_weights_kept_out_of_tf2onnx_and_halved_first_give_the_same_model(tmp_path, monkeypatch):
+    """With the size threshold at 0 every weight takes the low-memory paths that vgg_16's
+    large ones take: placeholders through tf2onnx then streamed back in, and float16 before
+    the fp16 converter; the models must still pass the gate and match the plain ones."""
+    from slim.convert import converters, from_tf
+
+    export = tiny_v1_export(tmp_path / "export")
+    plain = convert.convert(export, tmp_path / "plain", precisions=("fp32", "fp16"), batch_size=2, **QUIET)
+    monkeypatch.setattr(from_tf, "MIN_WEIGHT_BYTES", 0)
+    monkeypatch.setattr(converters, "MIN_WEIGHT_BYTES", 0)
+    low = convert.convert(export, tmp_path / "low", precisions=("fp32", "fp16"), batch_size=2, **QUIET)
+    assert low["passed"] == ["fp16", "fp32"]
+    import onnx
+    for p in ("fp32", "fp16"):
+        model = onnx.load(str(tmp_path / "low" / f"model.{p}.onnx"))
+        assert [i.name for i in model.graph.input] == ["images"]
+        assert low["results"][p]["max_abs"] == plain["results"][p]["max_abs"]
+    def ops(d):   # the weights' Transposes are folded: the same graph as tf2onnx's own
+        return sorted(n.op_type for n in onnx.load(str(tmp_path / d / "model.fp32.onnx")).graph.node)
+    assert ops("low") == ops("plain")
+    halves = {i.data_type for i in onnx.load(str(tmp_path / "low" / "model.fp16.onnx")).graph.initializer}
+    assert onnx.TensorProto.FLOAT16 in halves
+
+
 def test_nchw_and_dynamic_batch(export, tmp_path):
     report = convert.convert(export, tmp_path / "c", precisions=("fp32",), batch_size=0, nchw=True,
                              progress=lambda *_: None)

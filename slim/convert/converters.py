@@ -13,8 +13,12 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from slim.convert import calibration
 from slim.convert.from_tf import to_onnx_fp32
+
+MIN_WEIGHT_BYTES = 1 << 20   # float32 weights at least this large are halved before the converter runs
 
 
 def _detach_consumed_outputs(model):
@@ -39,14 +43,62 @@ def _detach_consumed_outputs(model):
     return model
 
 
+_WEIGHT_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}   # ops whose weights float16 always converts
+
+
+def _to_float16(tensor, chunk: int = 1 << 22):
+    """A float32 TensorProto as a float16 array, clamped by the converter's own function a
+    chunk at a time (its float32 temporaries would otherwise be the size of the tensor)."""
+    from onnx import numpy_helper
+    from onnxconverter_common import float16
+
+    raw = tensor.raw_data
+    src = (np.frombuffer(raw, dtype="<f4") if raw else numpy_helper.to_array(tensor)).reshape(-1)
+    out = np.empty(src.size, dtype=np.float16)
+    for i in range(0, src.size, chunk):
+        out[i:i + chunk] = float16.convert_np_to_float16(src[i:i + chunk])
+    return out.reshape(tuple(tensor.dims))
+
+
+def _load_with_fp16_weights(fp32_path: Path, min_bytes: int | None = None):
+    """The fp32 model with its large weights (read only by convolutions and matrix products)
+    already float16, clamped by the converter's own function, so the converter leaves them
+    be.  Done by hand because the converter replaces each tensor's bytes in place and, under
+    protobuf's upb backend, the float32 bytes stay in the message's arena: vgg_16 held both."""
+    import onnx
+    from onnx import numpy_helper
+
+    min_bytes = MIN_WEIGHT_BYTES if min_bytes is None else min_bytes
+    model = onnx.load(str(fp32_path))
+    users: dict[str, set] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            users.setdefault(name, set()).add(node.op_type)
+    halves = {}
+    inits = model.graph.initializer
+    for i in reversed(range(len(inits))):
+        t = inits[i]
+        size = 4 * int(np.prod(t.dims)) if t.dims else 4
+        if t.data_type == onnx.TensorProto.FLOAT and size >= min_bytes and users.get(t.name) \
+                and users[t.name] <= _WEIGHT_OPS:
+            halves[t.name] = _to_float16(t)
+            del inits[i]
+    light = onnx.ModelProto.FromString(model.SerializeToString())   # the arena of `model` goes
+    del model
+    for name in sorted(halves):
+        light.graph.initializer.append(numpy_helper.from_array(halves.pop(name), name))
+    return light
+
+
 def to_onnx_fp16(export_dir, out: Path, *, fp32_path: Path, keep_io_types: bool, **_):
     import onnx
     from onnxconverter_common import float16
 
-    model = _detach_consumed_outputs(onnx.load(str(fp32_path)))
     with warnings.catch_warnings():     # one "will be truncated" line per tiny weight
         warnings.simplefilter("ignore", UserWarning)
-        model = float16.convert_float_to_float16(model, keep_io_types=keep_io_types)
+        model = _detach_consumed_outputs(_load_with_fp16_weights(Path(fp32_path)))
+        # the large weights are float16 already (see _load_with_fp16_weights)
+        model = float16.convert_float_to_float16(model, keep_io_types=keep_io_types, check_fp16_ready=False)
     onnx.save(model, str(out))
     return out
 

@@ -175,7 +175,7 @@ def _drop_inputs(model, names: set) -> None:
 
 
 def to_onnx_fp32(export_dir, out: Path, *, batch_size: int, opset: int, nchw: bool, hw,
-                 min_weight_bytes: int = MIN_WEIGHT_BYTES, **_):
+                 min_weight_bytes: int | None = None, **_):
     import tensorflow as tf
     import tf2onnx
 
@@ -188,7 +188,7 @@ def to_onnx_fp32(export_dir, out: Path, *, batch_size: int, opset: int, nchw: bo
         with _fresh_node_protos():
             if frozen is not None and frozen.exists():
                 _from_frozen(frozen, info, Path(out), batch_size=batch_size, opset=opset, nchw=nchw, hw=hw,
-                             min_weight_bytes=min_weight_bytes)
+                             min_weight_bytes=MIN_WEIGHT_BYTES if min_weight_bytes is None else min_weight_bytes)
             else:
                 _, fn = load_serving(find_saved_model(export_dir))
                 spec = (tf.TensorSpec([batch_size or None, hw[0], hw[1], 3], tf.float32, name="images"),)

@@ -5,8 +5,8 @@
 
 1. reference: in one TensorFlow process, the gate samples, the calibration samples and the
    fp32 SavedModel's outputs go to files in a work directory (`slim.convert.reference`);
-2. per precision, fp32 first (fp16 and int8 start from it): convert, then run the file on
-   the gate samples;
+2. per precision, fp32 first (fp16 and int8 start from it): convert; run the file on the
+   gate samples;
 3. judge each (`slim.convert.gate`); a file that fails moves to `rejected/`; report.json.
 
 Each step of a large model runs in a process of its own (spawned, one after the other), so
@@ -44,10 +44,9 @@ def _call(isolate: bool, fn, *args, **kwargs):
         return pool.submit(fn, *args, **kwargs).result()
 
 
-def convert_one(precision: str, export_dir, path, gate_images, settings: dict) -> dict:
-    """Convert one precision into `path`, then run it on the gate samples; its outputs."""
+def convert_one(precision: str, export_dir, path, settings: dict) -> None:
+    """Convert one precision into `path` (a step of its own: see the module doc)."""
     converters.CONVERTERS[precision](export_dir, Path(path), **settings)
-    return gate.run_onnx(path, gate_images, f"convert: {precision} on the gate samples")
 
 
 def _rejected_later(todo, results, why: str) -> None:
@@ -88,7 +87,8 @@ def convert(export_dir, out_dir, *, precisions=converters.PRECISIONS, batch_size
         for p in todo:
             path = out_dir / f"model.{p}.onnx"
             progress(f"convert: {p} -> {path.name}")
-            outputs = _call(isolate, convert_one, p, export_dir, path, meta["gate"]["images"], settings)
+            _call(isolate, convert_one, p, export_dir, path, settings)
+            outputs = _call(isolate, gate.run_onnx, path, meta["gate"]["images"], f"convert: {p} on the gate samples")
             tol = gate.tolerance_for(p, tolerances)
             verdict = gate.judge(gate.measure(ref_outputs, outputs, labels, tol["clear_margin"]), p, tol, data)
             results[p] = _file_entry(out_dir, path, p, p in precisions, verdict, progress)
