@@ -9,8 +9,8 @@ import json
 
 from artifacts import semver, store as st
 
-COLUMNS = ("model", "version", "arch", "precision", "format", "top-1", "top-1 from", "throughput (img/s)",
-           "size", "package sha256")
+COLUMNS = ("model", "version", "arch", "precision", "format", "top-1", "throughput (img/s)", "size",
+           "top-1 from", "package sha256")
 
 
 def _top1(a: dict, bench_result: dict, m: dict) -> tuple:
@@ -91,9 +91,9 @@ def render_markdown(index: dict) -> str:
                 for r in a["rows"]:
                     lines.append("| " + " | ".join([
                         name, version, arch, str(r["precision"]), str(r["format"]),
-                        _fmt(r["top1"]), r.get("top1_from") or "–", _fmt(r["throughput"], "{:.1f}"),
+                        _fmt(r["top1"]), _fmt(r["throughput"], "{:.1f}"),
                         _human_size(r["size"]) if r.get("size") is not None else "–",
-                        f"`{a['sha256'][:16]}`"]) + " |")
+                        r.get("top1_from") or "–", f"`{a['sha256'][:16]}`"]) + " |")
     return "\n".join(lines) + "\n"
 
 
