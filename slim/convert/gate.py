@@ -112,13 +112,16 @@ def tolerance_for(precision: str, overrides: dict | None = None) -> dict:
     return dict(TOLERANCES[precision], **((overrides or {}).get(precision, {})))
 
 
-def run_onnx(path, images_path, description: str = "") -> dict:
-    """A converted file's outputs on a sample file, one batch at a time."""
+def run_onnx(path, images_path, description: str = "", basic_optimizations: bool = True) -> dict:
+    """A converted file's outputs on a sample file, one batch at a time.  Float models run
+    with basic graph optimizations only (see runners.onnx_runner: a third of the memory, the
+    same arithmetic); int8 needs the full level, which fuses QDQ pairs into the int8 kernels
+    it is deployed with (basic would measure fake quantization in float, 8x slower)."""
     from zoobuild.progress import progress
     from slim.convert.runners import onnx_runner, run_batched
 
     images = smp.load_images(images_path)
-    run = onnx_runner(path)
+    run = onnx_runner(path, basic_optimizations=basic_optimizations)
     with progress(description or f"convert: gate {path}", total=len(images), unit="images") as bar:
         return run_batched(run, images, run.batch or 8, bar=bar)
 
@@ -130,7 +133,7 @@ def gate_file(export_dir, onnx_path, precision: str, *, samples: int | None = No
 
     with tempfile.TemporaryDirectory(prefix="zoobuild-gate-") as work:
         meta = reference.prepare(export_dir, work, data_dir=data_dir, samples=samples, seed=seed)
-        outputs = run_onnx(onnx_path, meta["gate"]["images"])
+        outputs = run_onnx(onnx_path, meta["gate"]["images"], basic_optimizations=precision != "int8")
         figures = measure(reference.load_reference(work), outputs, reference.load_labels(meta["gate"]),
                           (tolerance or TOLERANCES[precision]).get("clear_margin", CLEAR_MARGIN))
     return judge(figures, precision, tolerance or TOLERANCES[precision], meta["gate"]["source"])
