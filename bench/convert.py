@@ -123,6 +123,9 @@ def vgg_16_memory(args) -> int:
     gib = result["peak_rss_bytes"] / 2**30
     result.update(peak_rss_gib=gib, target_gb=3.0, aim_gib=2.5, met=result["peak_rss_bytes"] <= 3e9,
                   cpus=os.cpu_count(), loadavg_1m={"start": load_start, "end": os.getloadavg()[0]})
+    # the child, then one process per step: reference, then convert and gate for fp32, fp16, int8
+    print("per process (first seen first): "
+          + ", ".join(f"{b / 2**30:.2f}" for b in result["process_peaks_bytes"]) + " GiB")
     print(f"vgg_16 convert (fp32, fp16, int8; gate on {result['gate']['data']}): peak RSS {gib:.2f} GiB "
           f"({result['peak_rss_bytes'] / 1e9:.2f} GB; target <= 3 GB), {result['seconds']:.0f} s; "
           f"passed {','.join(result['passed']) or '-'}, rejected {','.join(result['rejected']) or '-'}")
@@ -200,6 +203,7 @@ def run_measured(code: str, argv: list[str], stderr=subprocess.PIPE) -> dict:
     proc = subprocess.Popen([sys.executable, "-c", code, *argv], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=stderr, text=True)
     peak = [0]
+    per_process = {}     # pid -> highest RSS, in the order the processes were first seen
     stop = threading.Event()
 
     def sample():
@@ -213,9 +217,11 @@ def run_measured(code: str, argv: list[str], stderr=subprocess.PIPE) -> dict:
                 rss = 0
                 for p in procs:
                     try:
-                        rss += p.memory_info().rss
+                        one = p.memory_info().rss
                     except psutil.Error:
-                        pass
+                        continue
+                    rss += one
+                    per_process[p.pid] = max(per_process.get(p.pid, 0), one)
                 peak[0] = max(peak[0], rss)
             except psutil.Error:
                 break
@@ -231,7 +237,8 @@ def run_measured(code: str, argv: list[str], stderr=subprocess.PIPE) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"benchmark subprocess failed ({proc.returncode}):\n{(err or '')[-3000:]}")
     result = json.loads(out.strip().splitlines()[-1])
-    result.update(peak_rss_bytes=peak[0], process_wall_seconds=wall)
+    result.update(peak_rss_bytes=peak[0], process_wall_seconds=wall,
+                  process_peaks_bytes=list(per_process.values()))
     return result
 
 
