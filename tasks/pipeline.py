@@ -133,7 +133,8 @@ def describe(name: str, registry: str = ""):
     conv_in = {"export": "export"}
     if "calibration" in parts["convert"]["inputs"]:
         conv_in["calibration"] = "tfrecords"
-    conv_params = {n: [n, True] for n in ("precisions", "onnx_batch", "opset", "nchw", "keep_io_types")}
+    conv_params = {publish.PRECISIONS.name: ["precisions", True],
+                   **{n: [n, True] for n in ("onnx_batch", "opset", "nchw", "keep_io_types")}}
     out.append(stage("convert", "convert", img["model"], {"cfg": convert_cfg, "sorted_params": ["precisions"]},
                      conv_params if name == "main" else {}, conv_in))
     bench_job = {"cfg": {**bench_cfg, "data_dir": publish.BENCH_DATA.get(), "run_mode": "inference",

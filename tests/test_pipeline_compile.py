@@ -38,8 +38,7 @@ def test_main_pipeline_compiles_loads_back_and_carries_images_keys_parameters(bu
     # typed variables are pipeline parameters with the command line's values as defaults
     assert loaded.component_spec.inputs["steps"].default == 3
     assert loaded.component_spec.inputs["learning_rate"].default == 0.01
-    assert loaded.component_spec.inputs["precisions"].default == ["fp16", "fp32", "int8"] or \
-        sorted(loaded.component_spec.inputs["precisions"].default) == ["fp16", "fp32", "int8"]
+    assert sorted(loaded.component_spec.inputs["onnx_precisions"].default) == ["fp16", "fp32", "int8"]
     spec = _spec(path)
     execs = spec["deploymentSpec"]["executors"]
     images = {ex["container"]["image"] for ex in execs.values()}

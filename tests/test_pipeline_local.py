@@ -17,7 +17,7 @@ IMAGE = "zoobuild:tf-compiled-base-image-recognition-vgg-16-fp32-training"
 # its int8 conversion passes the parity gate
 VARS = [f"model={MODEL}", "image_model=vgg_16", "train_image_size=64", "batch_size=8", "steps=40",
         "learning_rate=0.05", "train_shards=2", "validation_shards=1", "fan_out=2",
-        "precisions=fp32,int8", "bench_steps=20", "warmup=2", "eval_batch_size=20", "max_images=40"]
+        "onnx_precisions=fp32,int8", "bench_steps=20", "warmup=2", "eval_batch_size=20", "max_images=40"]
 # doit's stage directory name -> the pipeline's stage name
 DOIT_STAGES = {"synthetic": "synthetic", "tfrecords": "tfrecords", "train": "train", "eval": "eval",
                "export": "export", "convert": "convert", "benchmark": "benchmark"}
