@@ -14,6 +14,8 @@ TRAIN_OPTIONS = [
     ("batch_size", int, 4, "images per training step (slim: 32)", None),
     ("steps", int, 10, "max_number_of_steps: stop at this global step", None),
     ("train_image_size", int, 0, "input size; 0 = the net's default", None),
+    ("compute", str, "fp32", "compute precision: bf16 = oneDNN auto-mixed-precision rewrite "
+     "(variables stay fp32; needs avx512_bf16 or amx_bf16)", ("fp32", "bf16")),
     ("preprocessing", str, "", "preprocessing_name; '' = the net's own (vgg|inception)",
      ("", "vgg", "inception")),
     ("use_grayscale", bool, False, "convert images to grayscale (3 channels kept)", None),

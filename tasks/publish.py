@@ -40,7 +40,8 @@ CALIB_DIR = Var("calib_dir", str, "", "convert: TFRecords for int8 calibration; 
                 "TFRecords when built, else seeded inputs")
 
 BACKEND = Var("backend", str, "onnx", "benchmark: tf (SavedModel) or onnx (converted file)", choices=("tf", "onnx"))
-PRECISION = Var("precision", str, "fp32", "benchmark: which converted precision", choices=_PRECISIONS)
+PRECISION = Var("precision", str, "fp32", "benchmark: which converted precision (bf16: backend=tf's bf16 rewrite)",
+                choices=_PRECISIONS + ("bf16",))
 MODE = Var("mode", str, "benchmark", "benchmark: benchmark (latency, throughput) or accuracy (top-1/5)",
            choices=("benchmark", "accuracy"))
 BENCH_BATCH = Var("bench_batch_size", int, 8, "benchmark: offline batch size (a fixed-batch ONNX uses its own)")
@@ -223,7 +224,8 @@ def benchmark_key(model: str) -> keys.Key:
     # an ONNX model is a function of its conversion's key, known before the file exists
     digest = (_export_digest(export_dir(model), model) if cfg["backend"] == "tf"
               else f"convert:{convert_key(model).hex}")
-    return keys.make_key("benchmark", code=["slim/benchmark"], params={**cfg, "runner": BENCH_RUNNER.get()},
+    return keys.make_key("benchmark", code=["slim/benchmark", "slim/precision.py"],
+                         params={**cfg, "runner": BENCH_RUNNER.get()},
                          inputs={"model": digest})
 
 

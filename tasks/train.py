@@ -24,6 +24,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from slim import precision
 from slim.nets import MODEL_NAMES
 from slim.options import EVAL_OPTIONS, TRAIN_OPTIONS
 from slim.runners import RUNNER_NAMES
@@ -49,8 +50,8 @@ EVAL = {name: Var(name, typ, default, help_, choices=choices)
 
 # The code each stage runs (its digest is part of the stage's key).
 _COMMON_CODE = ["slim/compat.py", "slim/nets", "slim/preprocessing", "slim/options.py",
-                "slim/inputs.py", "slim/train.py", "slim/cli.py", "datasets/reader.py",
-                "datasets/layout.py"]
+                "slim/inputs.py", "slim/train.py", "slim/precision.py", "slim/cli.py",
+                "datasets/reader.py", "datasets/layout.py"]
 TRAIN_CODE = _COMMON_CODE + ["slim/optimizers.py", "slim/distributed.py"]
 EVAL_CODE = _COMMON_CODE + ["slim/eval.py"]
 EXPORT_CODE = _COMMON_CODE + ["slim/eval.py", "slim/export.py"]
@@ -145,6 +146,7 @@ def export_dir(model: str) -> Path:
 
 
 def _job(model: str, **more) -> dict:
+    precision.require(OPTIONS["compute"].get())   # on the host: a model image has no images/cpu.py
     return {"cfg": {**train_params(model), **eval_params()}, "dataset_dir": str(dataset_dir()),
             "train_dir": str(train_dir(model)), **more}
 
