@@ -20,14 +20,31 @@ def _rows_for(m: dict) -> list[dict]:
     for a in m.get("artifacts") or [{"precision": "fp32", "format": "unknown"}]:
         key = f"{a.get('format')}-{a.get('precision')}"
         result = bench.get(key) or {}
-        top1 = result.get("top1", (m.get("eval") or {}).get("top1") if a.get("format") == "savedmodel" else None)
         rows.append({
             "precision": a.get("precision"),
             "format": a.get("format"),
-            "top1": top1,
+            "top1": result.get("top1", _savedmodel_top1(m, a)),
             "throughput": result.get("throughput_ips"),
+            **({"gate": a["gate"]} if a.get("gate") else {}),
         })
     return rows
+
+
+def _savedmodel_top1(m: dict, a: dict):
+    """The eval's top-1 at the artifact's precision: a compute=bf16 eval also holds the fp32
+    reference (the same checkpoint) its accuracy gate compared against."""
+    if a.get("format") != "savedmodel":
+        return None
+    ev = m.get("eval") or {}
+    if a.get("precision") == ev.get("compute", "fp32"):
+        return ev.get("top1")
+    ref = ev.get("reference") or {}
+    return ref.get("top1") if ref.get("compute") == a.get("precision") else None
+
+
+def _top1_cell(r: dict) -> str:
+    gate = r.get("gate")
+    return _fmt(r["top1"]) + (f" (gate: {gate['ratio']:.1%} of fp32)" if gate else "")
 
 
 def build_index(store: st.Store) -> dict:
@@ -76,7 +93,7 @@ def render_markdown(index: dict) -> str:
                 for r in a["rows"]:
                     lines.append("| " + " | ".join([
                         name, version, arch, str(r["precision"]), str(r["format"]),
-                        _fmt(r["top1"]), _fmt(r["throughput"], "{:.1f}"),
+                        _top1_cell(r), _fmt(r["throughput"], "{:.1f}"),
                         _human_size(a["size"]), f"`{a['sha256'][:16]}`"]) + " |")
     return "\n".join(lines) + "\n"
 

@@ -142,6 +142,14 @@ def release(store: st.Store, model: str, version: str, *, export_dir, convert_di
     if (export_dir / "export.json").exists():
         entries["export.json"] = export_dir / "export.json"
     artifacts = [{"format": "savedmodel", "precision": "fp32", "file": "saved_model"}]
+    gate = (eval_metrics or {}).get("gate")
+    if gate:  # trained with compute=bf16: the same SavedModel run in bf16, behind its accuracy gate
+        if not gate.get("passed"):
+            raise UserError(f"{model}: {gate.get('precision')} failed the accuracy gate ({gate.get('reason')}); "
+                            "it is never published")
+        artifacts.append({"format": "savedmodel", "precision": gate["precision"], "file": "saved_model",
+                          "gate": {k: gate.get(k) for k in ("passed", "top1", "reference_top1", "ratio",
+                                                            "min_ratio")}})
     wanted = precisions if precisions is not None else (report or {}).get("passed", [])
     for p in wanted:
         r = (report or {}).get("results", {}).get(p)

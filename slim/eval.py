@@ -12,7 +12,7 @@ import slim.compat  # noqa: F401
 import numpy as np
 import tensorflow as tf
 
-from slim import inputs, nets, precision, preprocessing
+from slim import accuracy_gate, inputs, nets, precision, preprocessing
 from slim.train import image_size, resolve
 from zoobuild.errors import UserError
 
@@ -81,6 +81,12 @@ def evaluate(cfg, dataset_dir, checkpoint, out_json=None, echo=print):
               "loss": loss_sum / n, "compute": cfg["compute"],
               "top5_k": k, "image_size": size, "preprocessing": pre_name,
               "seconds": round(time.time() - start, 2)}
+    if cfg["compute"] != "fp32":   # the accuracy gate's reference: same checkpoint and images, fp32
+        ref = evaluate({**cfg, "compute": "fp32"}, dataset_dir, ckpt, echo=echo)
+        result["reference"] = {k: ref[k] for k in ("compute", "top1", "top5", "loss", "num_examples")}
+        result["gate"] = accuracy_gate.verdict(result["top1"], ref["top1"], precision=cfg["compute"])
+        echo(f"accuracy gate: {'passed' if result['gate']['passed'] else 'FAILED'} "
+             f"({cfg['compute']} top-1 is {result['gate']['ratio']:.1%} of fp32's)")
     echo(f"eval {cfg['model']} on {split}: top-1 {result['top1']:.4f} "
          f"top-5 {result['top5']:.4f} ({n} images)")
     if out_json:

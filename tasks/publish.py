@@ -90,6 +90,14 @@ def _export_task_dep(model: str) -> list[str]:
     return [] if EXPORT_DIR.get() or _train_module() is None else [f"export:{model}"]
 
 
+def _gate_task_dep(model: str) -> list[str]:
+    """A bf16 model publishes behind its accuracy gate, which its `doit eval` computes."""
+    train = _train_module()
+    if EXPORT_DIR.get() or train is None or not hasattr(train, "OPTIONS"):
+        return []
+    return [] if train.OPTIONS["compute"].get() == "fp32" else [f"eval:{model}"]
+
+
 def _require_export(path: Path, model: str) -> None:
     from slim.convert import find_saved_model
 
@@ -318,6 +326,14 @@ def _eval_metrics(export: Path):
     return None
 
 
+def _export_compute(export: Path) -> str:
+    """compute= the exported model was trained with (fp32 for exports older than the option)."""
+    try:
+        return json.loads((export / "export.json").read_text()).get("compute") or "fp32"
+    except (OSError, ValueError):
+        return "fp32"
+
+
 def _dataset_key(export: Path):
     """The data set digest the training run was keyed on (lineage through the run cache)."""
     _, marker = _train_marker(export)
@@ -335,6 +351,7 @@ def publish_key(model: str) -> keys.Key:
 
 def _publish(model: str, version: str, out: str | None = None, key: keys.Key | None = None) -> None:
     from artifacts import release
+    from slim import accuracy_gate
 
     version = version or "bleedingedge"  # the main job publishes to the overwritable channel
     src = export_dir(model)
@@ -343,9 +360,11 @@ def _publish(model: str, version: str, out: str | None = None, key: keys.Key | N
         if (paths.BUILD / "benchmark" / model).exists() else []
     cdir = convert_dir(model)
     bench = [d for d in bench if _benchmarks_this(d, src, cdir)]
+    metrics = _eval_metrics(src)
+    accuracy_gate.require_for_publish(model, _export_compute(src), metrics)
     release.release(_store(), model, version, export_dir=src,
                     convert_dir=cdir if keys.is_complete(cdir) else None,
-                    bench_dirs=sorted(bench), arch=ARCH.get(), eval_metrics=_eval_metrics(src),
+                    bench_dirs=sorted(bench), arch=ARCH.get(), eval_metrics=metrics,
                     dataset_key=_dataset_key(src))
     if out is not None and version == "bleedingedge":
         with keys.atomic_dir(out) as tmp:
@@ -369,7 +388,7 @@ def task_publish():
     yield {
         "name": model,
         "actions": [(guarded(_publish), (model, VERSION.get(), str(out), key))],
-        "task_dep": [f"convert:{model}", f"benchmark:{model}"],
+        "task_dep": [f"convert:{model}", f"benchmark:{model}"] + _gate_task_dep(model),
         # the bleedingedge channel is republished only when something changed; an explicit
         # version always goes to the store, which refuses a second publish of it
         "uptodate": [keys.key_uptodate(key, out) if not VERSION.get() else False],

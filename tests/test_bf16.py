@@ -110,7 +110,7 @@ def test_tiny_bf16_train_eval_export_and_tf_benchmark(monkeypatch, dataset_dir, 
     """compute=bf16 end to end on a tiny net: variables stay fp32, the SavedModel takes and gives
     float32, export records the compute, and the TF backend runs it with precision=bf16."""
     import tensorflow as tf
-    from slim import eval as slim_eval, export, train
+    from slim import eval as slim_eval, export, precision, train
     from slim.benchmark import BenchConfig
     from slim.benchmark.backends import TFBackend
 
@@ -126,6 +126,11 @@ def test_tiny_bf16_train_eval_export_and_tf_benchmark(monkeypatch, dataset_dir, 
 
     result = slim_eval.evaluate(cfg, dataset_dir, run)
     assert result["compute"] == "bf16" and 0.0 <= result["top1"] <= result["top5"] <= 1.0
+    # the accuracy gate's reference: the same checkpoint on the same images in fp32
+    assert result["reference"]["compute"] == "fp32"
+    assert result["reference"]["num_examples"] == result["num_examples"]
+    assert result["gate"]["reference_top1"] == result["reference"]["top1"]
+    assert result["gate"]["passed"] == (result["gate"]["ratio"] >= 0.99)
 
     meta = export.export(cfg, dataset_dir, run, tmp_path / "export")
     assert meta["compute"] == "bf16" and meta["input_dtype"] == "float32"
@@ -136,9 +141,12 @@ def test_tiny_bf16_train_eval_export_and_tf_benchmark(monkeypatch, dataset_dir, 
         "logits": tf.float32, "probabilities": tf.float32, "classes": tf.int64}
 
     bc = BenchConfig(model_path=str(tmp_path / "export"), backend="tf", precision="bf16")
-    backend = TFBackend(bc)
     x = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
-    scores = backend.scores(backend.predict(backend.prepare(x)))
+    try:
+        backend = TFBackend(bc)
+        scores = backend.scores(backend.predict(backend.prepare(x)))
+    finally:   # the rewrite is process-wide in eager mode: later tests expect fp32
+        precision.enable_for_eager("fp32")
     assert scores.dtype == np.float32 and scores.shape == (2, NUM_CLASSES + 1)
     assert np.allclose(scores.sum(1), 1.0, atol=1e-2)
 
