@@ -30,8 +30,9 @@ _PRECISIONS = ("fp32", "fp16", "int8")
 
 MODEL = Var("model", str, "vgg_16", "net to train, convert, benchmark and publish")
 EXPORT_DIR = Var("export_dir", str, "", "SavedModel export dir; empty: the one `doit export` made")
-PRECISIONS = Var("precisions", list, ["fp32", "fp16", "int8"], "convert: precisions to convert and gate",
-                 choices=_PRECISIONS)
+PRECISIONS = Var("precisions", list, ["fp32", "fp16", "int8"], "convert: precisions to convert and gate "
+                 "(bf16 is no ONNX file: it is the SavedModel trained/run with compute=bf16; init_spec: image slices)",
+                 choices=_PRECISIONS + ("bf16",))
 ONNX_BATCH = Var("onnx_batch", int, 1, "convert: fixed batch of the ONNX models (0: dynamic)")
 OPSET = Var("opset", int, 17, "convert: ONNX opset")
 NCHW = Var("nchw", bool, False, "convert: NCHW input for the ONNX models")
@@ -158,7 +159,8 @@ def convert_params() -> dict:
     if not calib and "int8" in PRECISIONS.get():
         d = _default_tfrecords()
         calib = str(d) if d else ""
-    return {"precisions": sorted(PRECISIONS.get()), "onnx_batch": ONNX_BATCH.get(), "opset": OPSET.get(),
+    onnx = sorted(p for p in PRECISIONS.get() if p in _PRECISIONS)
+    return {"precisions": onnx, "onnx_batch": ONNX_BATCH.get(), "opset": OPSET.get(),
             "nchw": NCHW.get(), "keep_io_types": KEEP_IO.get(), "calib_dir": calib}
 
 
@@ -255,7 +257,7 @@ def _bench_image(model: str, runner: str) -> str | None:
     errors = []
     for mode in ("inference", "training"):
         try:
-            return model_image_tag(model, "fp32", mode, plan=plan)
+            return model_image_tag(model, "bf16" if PRECISION.get() == "bf16" else "fp32", mode, plan=plan)
         except UserError as err:
             errors.append(str(err))
     raise UserError(errors[0])

@@ -163,7 +163,7 @@ def _image(model, runner):
     plan = _plan()
     if isinstance(plan, Exception):
         raise plan
-    return model_image_tag(model, plan=plan)
+    return model_image_tag(model, OPTIONS["compute"].get(), plan=plan)   # a bf16 run: the bf16 image
 
 
 def _train(model, job, key, runner, cluster):
