@@ -62,6 +62,7 @@ def build_index(store: st.Store) -> dict:
                     "size": m["tarball"]["size"],
                     "signature": m.get("signature"),
                     "rows": _rows_for(m),
+                    "tuned": m.get("tuned") or {},
                 }
             (entry["channels"] if version in st.CHANNELS else entry["versions"])[version] = per_arch
         if entry["versions"]:
@@ -95,7 +96,28 @@ def render_markdown(index: dict) -> str:
                         name, version, arch, str(r["precision"]), str(r["format"]),
                         _top1_cell(r), _fmt(r["throughput"], "{:.1f}"),
                         _human_size(a["size"]), f"`{a['sha256'][:16]}`"]) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _tuned_lines(index)) + "\n"
+
+
+def _tuned_lines(index: dict) -> list[str]:
+    """Best-known parameters of each model's latest publish that carries them."""
+    cols = ("model", "precision", "mode", "batch", "intra/inter threads", "OMP_NUM_THREADS", "KMP_AFFINITY",
+            "KMP_BLOCKTIME", "img/s")
+    rows = []
+    for name, entry in sorted(index["models"].items()):
+        order = semver.sort_versions(entry["versions"])[::-1] + sorted(entry.get("channels", {}))
+        tuned = next((a["tuned"] for v in order
+                      for _, a in sorted((entry["versions"].get(v) or entry["channels"][v]).items())
+                      if a.get("tuned")), {})
+        for prec, modes in sorted(tuned.items()):
+            for mode, t in sorted(modes.items()):
+                rows.append("| " + " | ".join(map(str, (
+                    name, prec, mode, t.get("batch_size"), f"{t.get('intra_op_threads')}/{t.get('inter_op_threads')}",
+                    t.get("OMP_NUM_THREADS"), t.get("KMP_AFFINITY"), t.get("KMP_BLOCKTIME"),
+                    _fmt(t.get("images_per_sec"), "{:.1f}")))) + " |")
+    if not rows:
+        return []
+    return ["", "## Best-known parameters", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + rows
 
 
 def regenerate(store: st.Store) -> dict:

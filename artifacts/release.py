@@ -65,6 +65,13 @@ def _dataset_key(info: dict, params: dict):
             or (ds.get("key") if isinstance(ds, dict) else None))
 
 
+def _tuned(model: str) -> dict:
+    """The best-known parameters shipped for the model (specs/tuned/<model>.yml), sans the grid."""
+    from slim import tuning
+
+    return tuning.load(model).get("settings") or {}
+
+
 def build_manifest(model: str, export_dir: Path, convert_report: dict | None, benchmarks: dict,
                    eval_metrics: dict | None, root: Path, build: Path, signature: dict,
                    weights_sha256: str, artifacts: list[dict], dataset_key: str | None = None) -> dict:
@@ -84,6 +91,7 @@ def build_manifest(model: str, export_dir: Path, convert_report: dict | None, be
         "training": {"params": params, "export_key": info.get("key"),
                      "global_step": info.get("global_step")},
         "eval": eval_metrics or info.get("eval") or info.get("metrics"),
+        "tuned": _tuned(model),
         "benchmark": benchmarks,
         "parity": {p: {k: r.get(k) for k in ("passed", "max_abs", "top1_agreement", "tolerance", "reason")}
                    for p, r in (convert_report or {}).get("results", {}).items()},

@@ -16,6 +16,9 @@ TRAIN_OPTIONS = [
     ("train_image_size", int, 0, "input size; 0 = the net's default", None),
     ("compute", str, "fp32", "compute precision: bf16 = oneDNN auto-mixed-precision rewrite "
      "(variables stay fp32; needs avx512_bf16 or amx_bf16)", ("fp32", "bf16")),
+    ("intra_op_threads", int, 0, "threads inside one op (0 = TensorFlow's choice; "
+     "specs/tuned/<model>.yml when not given)", None),
+    ("inter_op_threads", int, 0, "ops run at once (0 = TensorFlow's choice; tuned when not given)", None),
     ("preprocessing", str, "", "preprocessing_name; '' = the net's own (vgg|inception)",
      ("", "vgg", "inception")),
     ("use_grayscale", bool, False, "convert images to grayscale (3 channels kept)", None),

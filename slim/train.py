@@ -239,8 +239,9 @@ def train(cfg, dataset_dir, train_dir, cluster=None, job_name="worker", task_ind
                                      saver=v1.train.Saver(max_to_keep=2,
                                                           sharded=bool(ps_tasks)))
         save_steps = cfg["save_interval_steps"] or None
-        session_config = precision.session_config(cfg["compute"],
-                                                  v1.ConfigProto(allow_soft_placement=True))
+        session_config = precision.session_config(cfg["compute"], v1.ConfigProto(
+            allow_soft_placement=True, intra_op_parallelism_threads=cfg["intra_op_threads"],
+            inter_op_parallelism_threads=cfg["inter_op_threads"]))
         if cluster:
             session_config.device_filters.extend(["/job:ps", worker_device])
         start = time.time()

@@ -211,13 +211,22 @@ def task_convert():
 
 # ---------------------------------------------------------------- benchmark
 
+def _bench_batch(model: str) -> int:
+    """bench_batch_size= when given, else the tuned inference batch (specs/tuned/<model>.yml)."""
+    from slim import tuning
+
+    if BENCH_BATCH.given():
+        return BENCH_BATCH.get()
+    return int(tuning.settings(model, PRECISION.get(), "inference").get("batch_size") or BENCH_BATCH.get())
+
+
 def bench_config(model: str) -> dict:
     data = BENCH_DATA.get()
     if not data and MODE.get() == "accuracy":
         d = _default_tfrecords()
         data = str(d) if d else ""
     return {"backend": BACKEND.get(), "precision": PRECISION.get(), "mode": MODE.get(),
-            "batch_size": BENCH_BATCH.get(), "warmup": WARMUP.get(), "min_duration": MIN_DURATION.get(),
+            "batch_size": _bench_batch(model), "warmup": WARMUP.get(), "min_duration": MIN_DURATION.get(),
             "min_queries": MIN_QUERIES.get(), "steps": BENCH_STEPS.get(), "data_dir": data,
             "max_images": MAX_IMAGES.get(), "socket_id": SOCKET_ID.get(), "cores": CORES.get(),
             "instances": INSTANCES.get(), "model": model}

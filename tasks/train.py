@@ -69,7 +69,10 @@ def selected_models(argv=None) -> list[str]:
 
 
 def train_params(model: str) -> dict:
-    return {"model": model, **{n: v.get() for n, v in OPTIONS.items()}}
+    """The options, with specs/tuned/<model>.yml's batch size and threads where none was given."""
+    from slim import tuning
+    params = {"model": model, **{n: v.get() for n, v in OPTIONS.items()}}
+    return tuning.apply(model, params, {n for n, v in OPTIONS.items() if v.given()})
 
 
 def eval_params() -> dict:
