@@ -73,8 +73,9 @@ def forward_flops(model: str, batch: int) -> float:
     size = nets.default_image_size(model)
     with tf.Graph().as_default() as g:
         nets.get_network_fn(model, 1001, is_training=False)(tf.zeros([batch, size, size, 3]))
-        prof = v1.profiler.profile(g, options=v1.profiler.ProfileOptionBuilder.float_operation(),
-                                   cmd="op")
+        opts = v1.profiler.ProfileOptionBuilder(
+            v1.profiler.ProfileOptionBuilder.float_operation()).with_empty_output().build()
+        prof = v1.profiler.profile(g, options=opts, cmd="op")
     return float(prof.total_float_ops)
 
 
