@@ -155,3 +155,32 @@ def test_tiny_bf16_train_eval_export_and_tf_benchmark(monkeypatch, dataset_dir, 
         TFBackend(bc)
     with pytest.raises(UserError, match="backend=tf runs one of fp32, bf16"):
         TFBackend(BenchConfig(model_path=str(tmp_path / "export"), backend="tf", precision="int8"))
+
+
+@pytest.mark.slow
+@needs_bf16
+def test_doit_bf16_train_eval_export_benchmark_publish(dataset_dir, build_dir, tmp_path):
+    """The whole bf16 chain through doit on a tiny net: the bf16 model publishes with its gate
+    in the manifest and the catalog."""
+    store = tmp_path / "store"
+    args = [f"model={SMALL['model']}", "compute=bf16", f"dataset_dir={dataset_dir}", "steps=4",
+            "train_image_size=64", "batch_size=8", "optimizer=momentum", "batch_norm_decay=0.9",
+            "eval_batch_size=20", "backend=tf", "precision=bf16", "precisions=fp32",
+            "min_duration=0.05", "min_queries=20", f"store={store}", "version=1.0.0"]
+    env = {"ZOOBUILD_BUILD_DIR": str(build_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    res = run_doit(["publish"] + args, env=env, check=False, timeout=1500)
+    out = res.stdout + res.stderr
+    ev = json.loads(next((build_dir / "eval" / SMALL["model"]).glob("*/eval.json")).read_text())
+    assert ev["compute"] == "bf16" and ev["reference"]["compute"] == "fp32"
+    if not ev["gate"]["passed"]:      # the gate did its job: nothing was published
+        assert res.returncode != 0 and "refused by the accuracy gate" in out, out
+        assert not (store / "models").exists()
+        return
+    assert res.returncode == 0, out
+    bench = json.loads(next((build_dir / "benchmark" / SMALL["model"]).glob("*/results.json")).read_text())
+    assert bench["config"]["precision"] == "bf16" and bench["offline"]["throughput_ips"] > 0
+    manifest = json.loads(next(store.glob(f"models/{SMALL['model']}/1.0.0/*/manifest.json")).read_text())
+    saved = {a["precision"]: a for a in manifest["artifacts"] if a["format"] == "savedmodel"}
+    assert saved["bf16"]["gate"]["passed"] and manifest["eval"]["gate"]["passed"]
+    assert manifest["benchmark"]["savedmodel-bf16"]["throughput_ips"] > 0
+    assert "| bf16 | savedmodel |" in (store / "MODELS.md").read_text()
