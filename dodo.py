@@ -23,4 +23,4 @@ DOIT_CONFIG = {
 }
 
 errors.wrap_task_creators(globals())
-lock.prepare(sys.argv)
+lock.prepare(sys.argv, DOIT_CONFIG["default_tasks"])

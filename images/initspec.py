@@ -5,10 +5,10 @@
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
+from zoobuild import atomic
 from zoobuild.errors import UserError
 
 # a model package ships the libraries its stages run and the foundation they stand on (whole
@@ -119,9 +119,7 @@ def init_spec(name: str, category: str, precisions=("fp32",), modes=("training",
         text = extend(old, name, category, precisions, modes, root=root)
     else:
         text = render(name, category, precisions, modes, root=root)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic.write_text(path, text)
     try:
         loaded = spec.load(spec_dir, root=root)
         if category not in loaded.slice_sets:

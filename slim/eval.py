@@ -4,7 +4,6 @@ Counts are exact (numpy over every batch) rather than streaming metrics, so a
 partial last batch is included. With moving_average_decay the averaged
 weights are evaluated, as slim does.
 """
-import json
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import tensorflow as tf
 
 from slim import accuracy_gate, inputs, nets, precision, preprocessing
 from slim.train import image_size, resolve
+from zoobuild import atomic
 from zoobuild.errors import UserError
 
 v1 = tf.compat.v1
@@ -90,8 +90,5 @@ def evaluate(cfg, dataset_dir, checkpoint, out_json=None, echo=print):
     echo(f"eval {cfg['model']} on {split}: top-1 {result['top1']:.4f} "
          f"top-5 {result['top5']:.4f} ({n} images)")
     if out_json:
-        out_json = Path(out_json)
-        tmp = out_json.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        tmp.replace(out_json)
+        atomic.write_json(out_json, result, indent=2)
     return result

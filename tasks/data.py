@@ -17,7 +17,6 @@ own keys) and depend on TFRECORDS_TASK.
 from __future__ import annotations
 
 import functools
-from importlib import metadata
 from pathlib import Path
 
 from zoobuild import keys, paths
@@ -32,35 +31,51 @@ SYNTHETIC_TASK = "synthetic"
 # The main job's embedded default: small enough to convert and train on in seconds.
 SYNTHETIC = {"num_classes": 10, "train_per_class": 40, "val_per_class": 10,
              "image_size": 144, "seed": 0, "dirty": False}
-_SYNTHETIC_CODE = ["datasets/synthetic.py", "datasets/layout.py"]
-_CONVERT_CODE = ["datasets/convert.py", "datasets/storage.py", "datasets/tarscan.py",
-                 "datasets/ilsvrc.py", "datasets/shardplan.py", "datasets/shardwrite.py",
-                 "datasets/example.py", "datasets/imageinfo.py", "datasets/tfrecord.py",
-                 "datasets/layout.py", "zoobuild/atomic.py"]
+# The modules each stage runs; its key holds their computed import closure and the
+# versions of the libraries they reach (numpy, pillow: the bytes depend on them).
+_SYNTHETIC_ENTRIES = ["datasets.synthetic"]
+_CONVERT_ENTRIES = ["datasets.convert"]
 _RAW_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar",
               "ILSVRC2012_bbox_train_v2.tar.gz", "imagenet_2012_validation_synset_labels.txt",
               "imagenet_metadata.txt")
 
+
+def _shard_count(name: str):
+    def check(text: str) -> None:
+        from datasets.shardplan import check_shard_count
+
+        check_shard_count(name, text)
+
+    check.__doc__ = "auto or a count from 1 to 99999"
+    return check
+
+
+def _check_shard_range(text: str) -> None:
+    """LO:HI with 0 <= LO < HI (<= train_shards + validation_shards when both are counts)"""
+    from datasets.shardplan import parse_shard_range
+
+    counts = (TRAIN_SHARDS.get(), VALIDATION_SHARDS.get())
+    parse_shard_range(text, None if "auto" in counts else sum(int(c) for c in counts))
+
+
 DATA_DIR = Var("data_dir", str, "", "ILSVRC2012 files (local dir or fsspec URL); empty: the synthetic set")
 OUT_DIR = Var("out_dir", str, "", "where the TFRecords go; empty: build/tfrecords/<kind>/<key12>")
 TRAIN_SHARDS = Var("train_shards", str, "auto", "train-*-of-N shards: auto (1024 for the full "
-                   "ILSVRC2012 train split, else ~150 MB each, at least 1) or a count")
+                   "ILSVRC2012 train split, else ~150 MB each, at least 1) or a count",
+                   check=_shard_count("train_shards"))
 VALIDATION_SHARDS = Var("validation_shards", str, "auto", "validation-*-of-N shards: auto (128 for "
-                        "the full ILSVRC2012 validation split, else ~150 MB each) or a count")
-SEED = Var("seed", int, 0, "seed of the shuffle of examples across shards")
+                        "the full ILSVRC2012 validation split, else ~150 MB each) or a count",
+                        check=_shard_count("validation_shards"))
+SEED = Var("seed", int, 0, "seed of the shuffle of examples across shards", minimum=0)
 STRICT = Var("strict", bool, False, "stop at the first undecodable image instead of skipping it")
-SHARD_RANGE = Var("shard_range", str, "", "LO:HI: convert only these shards (train then validation)")
-WORKERS = Var("workers", int, 0, "conversion worker processes; 0: one per CPU")
-
-
-def _versions() -> dict:
-    # the generated and re-encoded bytes depend on these libraries
-    return {name: metadata.version(name) for name in ("numpy", "pillow")}
+SHARD_RANGE = Var("shard_range", str, "", "LO:HI: convert only these shards (train then validation)",
+                  check=_check_shard_range)
+WORKERS = Var("workers", int, 0, "conversion worker processes; 0: one per CPU", minimum=0)
 
 
 @functools.lru_cache(maxsize=None)
 def synthetic_key() -> keys.Key:
-    return keys.make_key("synthetic", code=_SYNTHETIC_CODE, params={**SYNTHETIC, **_versions()})
+    return keys.make_key("synthetic", entries=_SYNTHETIC_ENTRIES, params=SYNTHETIC)
 
 
 def synthetic_dir() -> Path:
@@ -96,14 +111,14 @@ def _params() -> dict:
     # "auto" is resolved from the data at conversion; the input digests in the key pin it
     return {"train_shards": check_shard_count("train_shards", TRAIN_SHARDS.get()),
             "validation_shards": check_shard_count("validation_shards", VALIDATION_SHARDS.get()),
-            "seed": SEED.get(), "strict": STRICT.get(), **_versions()}
+            "seed": SEED.get(), "strict": STRICT.get()}
 
 
 @functools.lru_cache(maxsize=None)
 def _tfrecords_key(data_dir: str, params_json: str) -> keys.Key:
     import json
 
-    return keys.make_key("imagenet_tfrecords", code=_CONVERT_CODE, params=json.loads(params_json),
+    return keys.make_key("imagenet_tfrecords", entries=_CONVERT_ENTRIES, params=json.loads(params_json),
                          inputs=_input_digests(data_dir))
 
 
@@ -137,7 +152,7 @@ def task_synthetic():
     return {
         "actions": [(guarded(_make_synthetic), (str(outdir), key))],
         "uptodate": [keys.key_uptodate(key, outdir)],
-        "meta": {"key": key},
+        "meta": {"key": key, "outdir": outdir},
         "doc": f"synthetic mini-ILSVRC -> {outdir}",
         "verbosity": 2,
     }
@@ -187,7 +202,7 @@ def task_imagenet_tfrecords():
         "actions": [(guarded(_convert), (data_dir, str(out_dir), key, _params(), shard_range,
                                           WORKERS.get()))],
         "uptodate": [keys.key_uptodate(key, out_dir)] if not shard_range else [False],
-        "meta": {"key": key},
+        "meta": {"key": key, "outdir": out_dir},
         "doc": f"ILSVRC2012 -> slim TFRecords in {out_dir}",
         "verbosity": 2,
     }

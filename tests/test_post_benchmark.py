@@ -216,11 +216,11 @@ def test_module_entry_point_and_the_quickstart_script(models, tmp_path):
 @pytest.mark.engine
 def test_benchmark_runs_in_the_model_image(models, tmp_path, docker_client):
     from conftest import run_doit
-    from images import build
+    from images import plan as plan_mod
 
-    plan = build.load_plan()
-    tag = build.model_image_tag("vgg_16", "fp32", "inference", plan=plan)
-    name = next(i.name for i in plan.images if i.tag == tag)
+    plan = plan_mod.load_plan()
+    tag = plan_mod.model_image_tag(plan, "vgg_16", mode=("inference", "training"))
+    name = plan.by_tag[tag].name
     run_doit([f"images:{name}"])                 # up to date unless the image was never built
     _, onnx_file = models
     for backend, path in (("onnx", onnx_file), ("tf", models[0])):

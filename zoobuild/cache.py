@@ -30,6 +30,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from zoobuild.digest import sha256_file
 from zoobuild.errors import UserError
 
 MODES = ("readwrite", "read", "off")
@@ -86,14 +87,6 @@ def safe_relpath(name: str) -> str:
     return p.as_posix()
 
 
-def _sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def scan_dir(root: Path) -> list[dict]:
     """Every regular file under root (sorted), refusing links and special files."""
     entries = []
@@ -110,7 +103,7 @@ def scan_dir(root: Path) -> list[dict]:
             rel = path.relative_to(root).as_posix()
             if rel == MARKER or name.startswith(f".{MARKER}.tmp"):
                 continue
-            entries.append({"path": rel, "sha256": _sha256_file(path), "size": st.st_size,
+            entries.append({"path": rel, "sha256": sha256_file(path), "size": st.st_size,
                             "mode": 0o755 if st.st_mode & 0o111 else 0o644})
     return entries
 

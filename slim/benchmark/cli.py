@@ -8,9 +8,7 @@ import sys
 
 from slim.benchmark import report, runners, workers
 from slim.benchmark.config import BenchConfig, add_arguments
-from zoobuild.errors import UserError
-
-EXIT_BAD_INPUT = 2
+from zoobuild.errors import cli_main
 
 
 def parser() -> argparse.ArgumentParser:
@@ -24,6 +22,7 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+@cli_main
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--worker"]:
@@ -31,10 +30,6 @@ def main(argv=None) -> int:
     a = vars(parser().parse_args(argv))
     out_dir = a.pop("out_dir")
     chart_png = not a.pop("no_chart")
-    try:
-        res = runners.run(BenchConfig(**a), out_dir, chart_png=chart_png)
-    except UserError as err:
-        print(f"zoobuild: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    res = runners.run(BenchConfig(**a), out_dir, chart_png=chart_png)
     print(report.summary_text(res), end="")
     return 0
