@@ -18,6 +18,7 @@ forward + two backward matmuls estimate.  A figure is the best step of --steps a
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -188,7 +189,7 @@ def main(argv=None) -> int:
     result["matmul"] = peak
     say(f"matmul {peak['n']}^2 GFLOP/s: numpy fp32 {peak['numpy_fp32']:.0f}, TF fp32 "
         f"{peak['tf_float32']:.0f}, TF bf16 {peak['tf_bfloat16']:.0f}")
-    for model in a.models.split(","):
+    for model in filter(None, a.models.split(",")):
         batch = int(tuning.settings(model, "fp32", "training").get("batch_size") or a.batch)
         fwd = forward_flops(model, batch)
         row = {"batch": batch, "batch_from": "tuned" if tuning.settings(model, "fp32", "training") else "--batch",
@@ -202,6 +203,8 @@ def main(argv=None) -> int:
                     times[c].append(t)
         for step in runs.values():
             step.close()
+        del runs
+        gc.collect()   # two VGG-16 training graphs hold gigabytes: free them before the next
         for compute in ("fp32", "bf16"):
             got = throughput.summarize(runs[compute].info, times[compute])
             gflops = 3 * fwd / got["seconds_per_step"] / 1e9
@@ -212,12 +215,15 @@ def main(argv=None) -> int:
         row["bf16_over_fp32"] = row["bf16"]["images_per_sec"] / row["fp32"]["images_per_sec"]
         say(f"train {model}: bf16 / fp32 = {row['bf16_over_fp32']:.2f}x (target {TARGETS['bf16_over_fp32_training']}x)")
         result["training"][model] = row
+        atomic.write_json(Path(a.out), result)   # what is measured so far survives a kill
         if not a.skip_keras and model in KERAS:
             ips = keras_train(KERAS[model], batch, a.steps, a.warmup)
             result["keras"][model] = {"name": KERAS[model], "batch": batch, "images_per_sec": ips,
                                       "ours_over_keras": row["fp32"]["images_per_sec"] / ips}
             say(f"keras {KERAS[model]} fp32 batch {batch}: {ips:.2f} images/s; ours / keras = "
                 f"{result['keras'][model]['ours_over_keras']:.2f}x (target {TARGETS['ours_over_keras_fp32']}x)")
+            atomic.write_json(Path(a.out), result)
+            gc.collect()
 
     with tempfile.TemporaryDirectory() as tmp:
         export = saved_model(a.infer_model, Path(tmp) / "export")
@@ -228,6 +234,8 @@ def main(argv=None) -> int:
                 inf[f"tf_{prec}"] = max(inf.get(f"tf_{prec}", 0.0), ips)
                 say(f"infer {a.infer_model} TF {prec} batch {a.infer_batch}: {ips:.1f} images/s")
         inf["bf16_over_fp32"] = inf["tf_bf16"] / inf["tf_fp32"]
+        result["inference"] = inf
+        atomic.write_json(Path(a.out), result)
         if not a.skip_onnx:
             from slim import convert
 
