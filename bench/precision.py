@@ -184,7 +184,7 @@ def main(argv=None) -> int:
         print(text, flush=True)
 
     result = {"host": {"cores": os.cpu_count()}, "targets": TARGETS, "training": {}, "keras": {},
-              "inference": {}, "ratios": {}}
+              "inference": {}}
     peak = matmul_peak()
     result["matmul"] = peak
     say(f"matmul {peak['n']}^2 GFLOP/s: numpy fp32 {peak['numpy_fp32']:.0f}, TF fp32 "
@@ -201,12 +201,13 @@ def main(argv=None) -> int:
                 t = step.run()
                 if i >= a.warmup:
                     times[c].append(t)
+        infos = {c: step.info for c, step in runs.items()}
         for step in runs.values():
             step.close()
-        del runs
+        del runs, step
         gc.collect()   # two VGG-16 training graphs hold gigabytes: free them before the next
         for compute in ("fp32", "bf16"):
-            got = throughput.summarize(runs[compute].info, times[compute])
+            got = throughput.summarize(infos[compute], times[compute])
             gflops = 3 * fwd / got["seconds_per_step"] / 1e9
             row[compute] = {"images_per_sec": got["images_per_sec"], "gflops": gflops,
                             "of_peak": gflops / peak[f"peak_{compute}"]}
