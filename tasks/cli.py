@@ -48,6 +48,11 @@ class Why(DoitCmdBase):
                 else:
                     for line in keys.stale_reasons(key, _previous_marker(outdir)):
                         self.outstream.write(f"  {line}\n")
+                    from tasks.cache import why_line
+
+                    cached = why_line(key.stage, key.hex)
+                    if cached:
+                        self.outstream.write(f"  {cached}\n")
             for kind, items in (status.reasons or {}).items():
                 if not items:
                     continue

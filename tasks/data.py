@@ -20,6 +20,8 @@ import functools
 from pathlib import Path
 
 from zoobuild import keys, paths
+from zoobuild.produce import produce
+from tasks.cache import shared_cache
 from tasks.errors import UserError, guarded
 from tasks.params import Var
 
@@ -138,11 +140,14 @@ def default_tfrecords_dir() -> Path:
 def _make_synthetic(outdir: str, key: keys.Key) -> None:
     from datasets.synthetic import make_mini_ilsvrc
 
-    with keys.atomic_dir(outdir) as tmp:
+    def build(tmp):
         made = make_mini_ilsvrc(tmp, **SYNTHETIC)
-        keys.mark_complete(tmp, key, {"train": made.train_count, "validation": made.val_count})
-    print(f"synthetic mini-ILSVRC: {made.train_count} train + {made.val_count} validation "
-          f"images of {SYNTHETIC['num_classes']} classes in {outdir}")
+        return {"train": made.train_count, "validation": made.val_count}
+
+    how = produce("synthetic", key, outdir, build, cache=shared_cache())
+    counts = keys.read_marker(outdir) or {}
+    print(f"synthetic mini-ILSVRC ({how}): {counts.get('train')} train + {counts.get('validation')} "
+          f"validation images of {SYNTHETIC['num_classes']} classes in {outdir}")
 
 
 def task_synthetic():
@@ -163,22 +168,44 @@ def _convert(data_dir: str, out_dir: str, key: keys.Key, params: dict, shard_ran
     from datasets.convert import convert
 
     out = Path(out_dir)
-    (out / keys.COMPLETE).unlink(missing_ok=True)  # the directory's content is about to change
-    report = convert(data_dir, out, train_shards=params["train_shards"],
-                     validation_shards=params["validation_shards"], seed=params["seed"],
-                     strict=params["strict"], shard_range=shard_range or None,
-                     workers=workers or None)
-    if not report["complete"]:
-        print(f"imagenet_tfrecords: shards {shard_range} written to {out}; the set is complete "
-              f"once every shard is there (run again without shard_range to finish)")
-        return
-    keys.mark_complete(out, key, {"examples": report["examples"], "shards": report["shards"],
-                                  "num_classes": report["num_classes"]})
+
+    def build(into):
+        (into / keys.COMPLETE).unlink(missing_ok=True)  # the directory's content is about to change
+        return convert(data_dir, into, train_shards=params["train_shards"],
+                       validation_shards=params["validation_shards"], seed=params["seed"],
+                       strict=params["strict"], shard_range=shard_range or None,
+                       workers=workers or None)
+
+    if shard_range:                     # a part of the set: written in place, never a whole entry
+        report = build(out)
+        if not report["complete"]:
+            print(f"imagenet_tfrecords: shards {shard_range} written to {out}; the set is complete "
+                  f"once every shard is there (run again without shard_range to finish)")
+            return
+        keys.mark_complete(out, key, _marker_fields(report))
+    else:
+        made = []
+
+        def build_all(into):
+            made.append(build(into))
+            return _marker_fields(made[0])
+
+        how = produce("tfrecords", key, out, build_all, cache=shared_cache(),
+                      in_place=True)             # in place: an interrupted run resumes
+        if not made:
+            print(f"imagenet_tfrecords: {how} {out}")
+            return
+        report = made[0]
     print(f"imagenet_tfrecords: {report['examples']['train']} train + "
           f"{report['examples']['validation']} validation examples in {report['shards']['train']}"
           f" + {report['shards']['validation']} shards, {report['num_classes']} "
           f"classes, {len(report['skipped'])} skipped, {len(report['reencoded'])} re-encoded "
           f"-> {out}")
+
+
+def _marker_fields(report: dict) -> dict:
+    return {"examples": report["examples"], "shards": report["shards"],
+            "num_classes": report["num_classes"]}
 
 
 def _fail(err: UserError):

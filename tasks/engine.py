@@ -44,7 +44,9 @@ def base_image_key():
 def _base_image(ref):
     from images import base, engine
 
-    how = base.ensure_base_image(engine.client(), ref)
+    from tasks.cache import image_registry
+
+    how = base.ensure_base_image(engine.client(), ref, registry_cache=image_registry())
     print(f"{ref}: {how}")
 
 

@@ -248,7 +248,9 @@ def task_images():
         def make(img=img):
             from images import build
 
-            build.build_image(plan, img)
+            from tasks.cache import image_registry
+
+            build.build_image(plan, img, registry_cache=image_registry())
 
         yield {"name": img.name, "actions": [guarded(make)], "task_dep": deps,
                "uptodate": [stale_on_error(up, f"{img.tag} carries its key")], "verbosity": 2,

@@ -20,6 +20,8 @@ import json
 import platform
 from pathlib import Path
 
+from tasks.cache import shared_cache
+from zoobuild.produce import produce
 from zoobuild import keys, paths
 from tasks.errors import UserError, guarded
 from tasks import cmdline
@@ -191,12 +193,16 @@ def _convert(model: str, src: str, out: str, key: keys.Key, params: dict) -> Non
     calib = params["calib_dir"]
     if calib and not CALIB_DIR.get() and not Path(calib).is_dir():
         calib = ""  # export_dir= without the default data set: calibrate on seeded inputs
-    with keys.atomic_dir(out) as tmp:
+
+    def build(tmp):
         report = convert.convert(src, tmp, precisions=params["precisions"], batch_size=params["onnx_batch"],
                                  opset=params["opset"], nchw=params["nchw"],
                                  keep_io_types=params["keep_io_types"], data_dir=calib)
-        keys.mark_complete(tmp, key, {"passed": report["passed"], "rejected": report["rejected"]})
-    if report["rejected"]:
+        return {"passed": report["passed"], "rejected": report["rejected"]}
+
+    produce("convert", key, Path(out), build, cache=shared_cache())
+    report = keys.read_marker(out) or {}
+    if report.get("rejected"):
         print(f"convert: {model}: REJECTED by the parity gate: {', '.join(report['rejected'])} "
               f"(see {out}/report.json); they will not be published")
 
@@ -292,9 +298,15 @@ def _benchmark(model: str, out: str, key: keys.Key, cfg: dict, runner: str) -> N
     info = convert.export_info(export_dir(model))
     bc = benchmark.BenchConfig(model_path=str(target), labels_offset=int(info.get("labels_offset") or 0),
                                preprocessing=info.get("preprocessing") or "", **cfg)
-    with keys.atomic_dir(out) as tmp:
-        res = benchmark.RUNNERS[runner](bc, tmp, image=_bench_image(model) if runner == "docker" else None)
-        keys.mark_complete(tmp, key)
+    made = []
+
+    def build(tmp):
+        made.append(benchmark.RUNNERS[runner](bc, tmp, image=_bench_image(model) if runner == "docker" else None))
+
+    if produce("benchmark", key, Path(out), build, cache=shared_cache()) == "fetched":
+        print(f"benchmark: fetched the results of key {key.short} into {out}")
+        return
+    res = made[0]
     print(benchmark.summary_text(res), end="")
     print(f"benchmark: results in {out}/results.json, chart {out}/latency.png")
 

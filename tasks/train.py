@@ -27,6 +27,8 @@ from slim import precision
 from slim.nets import MODEL_NAMES
 from slim.options import EVAL_OPTIONS, RANGES, TRAIN_OPTIONS
 from slim.runners import RUNNER_NAMES
+from tasks.cache import shared_cache
+from zoobuild.produce import produce
 from zoobuild import atomic, keys, paths
 from tasks.errors import UserError, guarded
 from tasks import cmdline
@@ -205,39 +207,47 @@ def _image(model, runner):
 def _train(model, job, key, runner, cluster):
     from slim import runners
     outdir = Path(job["train_dir"])
-    outdir.mkdir(parents=True, exist_ok=True)
-    if not (outdir / "checkpoint").exists():
-        print(f"train {model}: new run in {outdir}")
-    else:
-        print(f"train {model}: resuming from the last checkpoint in {outdir}")
-    runners.run(runner, "train", job, outdir, cluster=cluster or None, image=_image(model, runner))
-    summary = json.loads((outdir / "train.json").read_text())
-    if summary.get("global_step", 0) < job["cfg"]["steps"]:
-        raise UserError(f"train {model}: stopped at step {summary.get('global_step')} "
-                        f"of {job['cfg']['steps']}")
-    keys.mark_complete(outdir, key, {"global_step": summary["global_step"],
-                                     "final_loss": summary["final_loss"]})
+
+    def build(into):
+        if not (into / "checkpoint").exists():
+            print(f"train {model}: new run in {into}")
+        else:
+            print(f"train {model}: resuming from the last checkpoint in {into}")
+        runners.run(runner, "train", job, into, cluster=cluster or None, image=_image(model, runner))
+        summary = json.loads((into / "train.json").read_text())
+        if summary.get("global_step", 0) < job["cfg"]["steps"]:
+            raise UserError(f"train {model}: stopped at step {summary.get('global_step')} "
+                            f"of {job['cfg']['steps']}")
+        return {"global_step": summary["global_step"], "final_loss": summary["final_loss"]}
+
+    # in place: training resumes from its own checkpoints after an interruption
+    if produce("train", key, outdir, build, cache=shared_cache(), in_place=True) == "fetched":
+        print(f"train {model}: fetched the finished run into {outdir}")
 
 
 def _eval(model, job, key, runner):
     from slim import runners
     outdir = Path(job["out"]).parent
-    with keys.atomic_dir(outdir) as tmp:
+
+    def build(tmp):
         tmp_job = dict(job, out=str(tmp / "eval.json"))
         runners.run(runner, "eval", tmp_job, tmp, image=_image(model, runner))
         (tmp / "job.json").unlink(missing_ok=True)
-        keys.mark_complete(tmp, key)
+
+    produce("eval", key, outdir, build, cache=shared_cache())
     atomic.copy_file(outdir / "eval.json", Path(job["train_dir"]) / "eval.json")  # for people
 
 
 def _export(model, job, key, runner):
     from slim import runners
     outdir = Path(job["out"])
-    with keys.atomic_dir(outdir) as tmp:
+
+    def build(tmp):
         tmp_job = dict(job, out=str(tmp), extra={**job["extra"], "export_dir": str(outdir)})
         runners.run(runner, "export", tmp_job, tmp, image=_image(model, runner))
         (tmp / "job.json").unlink(missing_ok=True)
-        keys.mark_complete(tmp, key)
+
+    produce("export", key, outdir, build, cache=shared_cache())
 
 
 def _fail(err: UserError):

@@ -46,12 +46,41 @@ def warn(message: str) -> None:
 
 @dataclass
 class Stats:
-    """What the cache did in this process; `summary()` is the line a run ends with."""
+    """What the cache did in this run; `summary()` is the line a run ends with.  Events also go
+    to the file named by ZOOBUILD_CACHE_EVENTS when set, so that the actions of a parallel run
+    (`doit -n N`, worker processes) count in the summary the main process prints."""
     fetched: list = field(default_factory=list)
     built: list = field(default_factory=list)
     uploaded: list = field(default_factory=list)
     bytes_down: int = 0
     bytes_up: int = 0
+
+    def note(self, kind: str, name: str, nbytes: int = 0) -> None:
+        self._add(kind, name, nbytes)
+        events = os.environ.get("ZOOBUILD_CACHE_EVENTS")
+        if events and os.getpid() != int(os.environ.get("ZOOBUILD_CACHE_EVENTS_PID", "0")):
+            with open(events, "a") as f:          # one short line per event: appends stay whole
+                f.write(json.dumps([kind, name, nbytes]) + "\n")
+
+    def _add(self, kind, name, nbytes):
+        getattr(self, kind).append(name)
+        if kind == "fetched":
+            self.bytes_down += nbytes
+        elif kind == "uploaded":
+            self.bytes_up += nbytes
+
+    def merge_events(self, path) -> None:
+        """Add the events worker processes wrote to `path`."""
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError:
+            return
+        for line in lines:
+            try:
+                kind, name, nbytes = json.loads(line)
+            except ValueError:
+                continue
+            self._add(kind, name, nbytes)
 
     def summary(self) -> str:
         return (f"cache: {len(self.fetched)} fetched, {len(self.built)} built, "
@@ -187,7 +216,8 @@ class Cache:
         if manifest is None:
             return f"not in cache {self.url}"
         size = sum(e["size"] for e in manifest["files"])
-        return f"in cache {self.url} ({len(manifest['files'])} files, {_size(size)})"
+        return (f"cached: fetched from {self.url} by the next run ({len(manifest['files'])} files, "
+                f"{_size(size)})")
 
     def fetch(self, stage: str, key_hex: str, outdir) -> bool:
         """On a hit: download, verify and unpack into outdir, marker last; True.  On a miss, an
@@ -208,8 +238,7 @@ class Cache:
         except Exception as err:
             self._unreachable(err)
             return False
-        STATS.fetched.append(f"{stage}/{key_hex[:12]}")
-        STATS.bytes_down += moved
+        STATS.note("fetched", f"{stage}/{key_hex[:12]}", moved)
         return True
 
     def _unpack(self, manifest: dict, outdir: Path) -> int:
@@ -283,8 +312,7 @@ class Cache:
         except Exception as err:
             self._unreachable(err)
             return False
-        STATS.uploaded.append(f"{stage}/{key_hex[:12]}")
-        STATS.bytes_up += moved
+        STATS.note("uploaded", f"{stage}/{key_hex[:12]}", moved)
         return True
 
     def _put_blobs(self, stage, key_hex, srcdir: Path, files: list[dict]) -> int:

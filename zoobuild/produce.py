@@ -33,7 +33,7 @@ def produce(stage: str, key: keys.Key, outdir, build: Callable[[Path], dict | No
         with atomic_dir(outdir) as tmp:
             extra = build(tmp)
             keys.mark_complete(tmp, key, extra or None)
-    STATS.built.append(f"{stage}/{key.short}")
+    STATS.note("built", f"{stage}/{key.short}")
     if cache is not None:
         cache.upload(stage, key.hex, outdir)
     return "built"
