@@ -165,7 +165,7 @@ def test_doit_bf16_train_eval_export_benchmark_publish(dataset_dir, build_dir, t
     store = tmp_path / "store"
     args = [f"model={SMALL['model']}", "compute=bf16", f"dataset_dir={dataset_dir}", "steps=4",
             "train_image_size=64", "batch_size=8", "optimizer=momentum", "batch_norm_decay=0.9",
-            "eval_batch_size=20", "backend=tf", "precision=bf16", "precisions=fp32",
+            "eval_batch_size=20", "backend=tf", "precision=bf16", "onnx_precisions=fp32",
             "min_duration=0.05", "min_queries=20", f"store={store}", "version=1.0.0"]
     env = {"ZOOBUILD_BUILD_DIR": str(build_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
     res = run_doit(["publish"] + args, env=env, check=False, timeout=1500)
