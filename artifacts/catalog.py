@@ -21,8 +21,8 @@ def _top1(a: dict, bench_result: dict, m: dict) -> tuple:
         return gate["top1"], "gate"
     if bench_result.get("top1") is not None:
         return bench_result["top1"], "benchmark"
-    if a.get("format") == "savedmodel" and (m.get("eval") or {}).get("top1") is not None:
-        return m["eval"]["top1"], "eval"
+    if _savedmodel_top1(m, a) is not None:   # the eval at the artifact's precision (fp32 or bf16)
+        return _savedmodel_top1(m, a), "eval"
     return None, None
 
 
@@ -41,8 +41,26 @@ def _rows_for(m: dict) -> list[dict]:
             "gate": a.get("gate"),
             "size": a.get("size"),
             "throughput": result.get("throughput_ips"),
+            **({"gate": a["gate"]} if a.get("gate") else {}),
         })
     return rows
+
+
+def _savedmodel_top1(m: dict, a: dict):
+    """The eval's top-1 at the artifact's precision: a compute=bf16 eval also holds the fp32
+    reference (the same checkpoint) its accuracy gate compared against."""
+    if a.get("format") != "savedmodel":
+        return None
+    ev = m.get("eval") or {}
+    if a.get("precision") == ev.get("compute", "fp32"):
+        return ev.get("top1")
+    ref = ev.get("reference") or {}
+    return ref.get("top1") if ref.get("compute") == a.get("precision") else None
+
+
+def _top1_cell(r: dict) -> str:
+    ratio = (r.get("gate") or {}).get("ratio")   # a bf16 SavedModel's accuracy gate
+    return _fmt(r["top1"]) + (f" (gate: {ratio:.1%} of fp32)" if ratio is not None else "")
 
 
 def build_index(store: st.Store) -> dict:
@@ -60,6 +78,7 @@ def build_index(store: st.Store) -> dict:
                     "size": m["tarball"]["size"],
                     "signature": m.get("signature"),
                     "rows": _rows_for(m),
+                    "tuned": m.get("tuned") or {},
                 }
             (entry["channels"] if version in st.CHANNELS else entry["versions"])[version] = per_arch
         if entry["versions"]:
@@ -91,10 +110,31 @@ def render_markdown(index: dict) -> str:
                 for r in a["rows"]:
                     lines.append("| " + " | ".join([
                         name, version, arch, str(r["precision"]), str(r["format"]),
-                        _fmt(r["top1"]), _fmt(r["throughput"], "{:.1f}"),
+                        _top1_cell(r), _fmt(r["throughput"], "{:.1f}"),
                         _human_size(r["size"]) if r.get("size") is not None else "–",
                         r.get("top1_from") or "–", f"`{a['sha256'][:16]}`"]) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _tuned_lines(index)) + "\n"
+
+
+def _tuned_lines(index: dict) -> list[str]:
+    """Best-known parameters of each model's latest publish that carries them."""
+    cols = ("model", "precision", "mode", "batch", "intra/inter threads", "OMP_NUM_THREADS", "KMP_AFFINITY",
+            "KMP_BLOCKTIME", "img/s")
+    rows = []
+    for name, entry in sorted(index["models"].items()):
+        order = semver.sort_versions(entry["versions"])[::-1] + sorted(entry.get("channels", {}))
+        tuned = next((a["tuned"] for v in order
+                      for _, a in sorted((entry["versions"].get(v) or entry["channels"][v]).items())
+                      if a.get("tuned")), {})
+        for prec, modes in sorted(tuned.items()):
+            for mode, t in sorted(modes.items()):
+                rows.append("| " + " | ".join(map(str, (
+                    name, prec, mode, t.get("batch_size"), f"{t.get('intra_op_threads')}/{t.get('inter_op_threads')}",
+                    t.get("OMP_NUM_THREADS"), t.get("KMP_AFFINITY"), t.get("KMP_BLOCKTIME"),
+                    _fmt(t.get("images_per_sec"), "{:.1f}")))) + " |")
+    if not rows:
+        return []
+    return ["", "## Best-known parameters", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + rows
 
 
 def regenerate(store: st.Store) -> dict:

@@ -59,6 +59,13 @@ def _dataset_key(info: dict, params: dict):
             or (ds.get("key") if isinstance(ds, dict) else None))
 
 
+def _tuned(model: str) -> dict:
+    """The best-known parameters shipped for the model (specs/tuned/<model>.yml), sans the grid."""
+    from slim import tuning
+
+    return tuning.load(model).get("settings") or {}
+
+
 def build_manifest(model: str, export_dir: Path, convert_report: dict | None, benchmarks: dict,
                    eval_metrics: dict | None, root: Path, build: Path, signature: dict,
                    weights_sha256: str, artifacts: list[dict], dataset_key: str | None = None,
@@ -79,6 +86,7 @@ def build_manifest(model: str, export_dir: Path, convert_report: dict | None, be
         "training": {"params": params, "export_key": info.get("key"),
                      "global_step": info.get("global_step")},
         "eval": eval_metrics or info.get("eval") or info.get("metrics"),
+        "tuned": _tuned(model),
         "benchmark": benchmarks,
         "parity": {p: {k: r.get(k) for k in ("passed", "max_abs", "top1_agreement", "tolerance", "reason",
                                              *GATE_FIGURES)}
@@ -142,6 +150,15 @@ def release(store: st.Store, model: str, version: str, *, export_dir, convert_di
     artifacts = [{"format": "savedmodel", "precision": "fp32", "file": "saved_model", "size": _tree_size(sm),
                   "gate": ({"data": fp32_gate.get("data"), "top1": fp32_gate.get("fp32_top1")}
                            if fp32_gate.get("data") else None)}]
+    gate = (eval_metrics or {}).get("gate")
+    if gate:  # trained with compute=bf16: the same SavedModel run in bf16, behind its accuracy gate
+        if not gate.get("passed"):
+            raise UserError(f"{model}: {gate.get('precision')} failed the accuracy gate ({gate.get('reason')}); "
+                            "it is never published")
+        artifacts.append({"format": "savedmodel", "precision": gate["precision"], "file": "saved_model",
+                          "size": artifacts[0]["size"],
+                          "gate": {k: gate.get(k) for k in ("passed", "top1", "reference_top1", "ratio",
+                                                            "min_ratio")}})
     wanted = precisions if precisions is not None else (report or {}).get("passed", [])
     for p in wanted:
         r = (report or {}).get("results", {}).get(p)

@@ -122,3 +122,19 @@ def check_host_runs(target: Target, features: frozenset[str] | None = None, what
         best = best_target(features)
         raise UserError(f"{what or 'build'} for target {target.name} (+{target.label}) needs CPU features "
                         f"{', '.join(missing)} that this host lacks; use target={best.name} or lower")
+
+
+#: either one runs bfloat16 natively (AVX-512 BF16: Cooper Lake, Zen 4; AMX: Sapphire Rapids+)
+BF16_FEATURES = ("avx512_bf16", "amx_bf16")
+
+
+def has_bf16(features: frozenset[str] | None = None) -> bool:
+    features = host_features() if features is None else features
+    return any(f in features for f in BF16_FEATURES)
+
+
+def check_bf16(features: frozenset[str] | None = None, what: str = "compute=bf16") -> None:
+    """Raise UserError (one line) when the host has no native bfloat16: emulation is refused."""
+    if not has_bf16(features):
+        raise UserError(f"{what} needs CPU feature {' or '.join(BF16_FEATURES)}, which this host "
+                        "lacks (bfloat16 would be emulated, slower than fp32); use compute=fp32")

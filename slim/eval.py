@@ -11,7 +11,7 @@ import slim.compat  # noqa: F401
 import numpy as np
 import tensorflow as tf
 
-from slim import inputs, nets, preprocessing
+from slim import accuracy_gate, inputs, nets, precision, preprocessing
 from slim.train import image_size, resolve
 from zoobuild import atomic
 from zoobuild.errors import UserError
@@ -37,6 +37,7 @@ def find_checkpoint(path):
 def evaluate(cfg, dataset_dir, checkpoint, out_json=None, echo=print):
     """Top-1/top-5 of ``checkpoint`` (file or train dir) on cfg['eval_split_name']."""
     cfg = resolve(cfg)
+    precision.require(cfg["compute"], f"eval {cfg['model']} compute={cfg['compute']}")
     ckpt = find_checkpoint(checkpoint)
     split = cfg.get("eval_split_name", "validation")
     batch_size = int(cfg.get("eval_batch_size", 50))
@@ -58,7 +59,7 @@ def evaluate(cfg, dataset_dir, checkpoint, out_json=None, echo=print):
         top1 = top5 = n = batches = 0
         loss_sum = 0.0
         start = time.time()
-        with v1.Session() as sess:
+        with v1.Session(config=precision.session_config(cfg["compute"])) as sess:
             saver.restore(sess, ckpt)
             while not max_batches or batches < max_batches:
                 try:
@@ -77,9 +78,15 @@ def evaluate(cfg, dataset_dir, checkpoint, out_json=None, echo=print):
     result = {"model": cfg["model"], "checkpoint": ckpt,
               "global_step": int(tf.train.load_variable(ckpt, "global_step")),
               "split": split, "num_examples": n, "top1": top1 / n, "top5": top5 / n,
-              "loss": loss_sum / n,
+              "loss": loss_sum / n, "compute": cfg["compute"],
               "top5_k": k, "image_size": size, "preprocessing": pre_name,
               "seconds": round(time.time() - start, 2)}
+    if cfg["compute"] != "fp32":   # the accuracy gate's reference: same checkpoint and images, fp32
+        ref = evaluate({**cfg, "compute": "fp32"}, dataset_dir, ckpt, echo=echo)
+        result["reference"] = {k: ref[k] for k in ("compute", "top1", "top5", "loss", "num_examples")}
+        result["gate"] = accuracy_gate.verdict(result["top1"], ref["top1"], precision=cfg["compute"])
+        echo(f"accuracy gate: {'passed' if result['gate']['passed'] else 'FAILED'} "
+             f"({cfg['compute']} top-1 is {result['gate']['ratio']:.1%} of fp32's)")
     echo(f"eval {cfg['model']} on {split}: top-1 {result['top1']:.4f} "
          f"top-5 {result['top5']:.4f} ({n} images)")
     if out_json:

@@ -14,7 +14,7 @@ from pathlib import Path
 import slim.compat  # noqa: F401
 import tensorflow as tf
 
-from slim import inputs, nets, preprocessing
+from slim import inputs, nets, precision, preprocessing
 from slim.eval import find_checkpoint, restore_saver
 from slim.train import image_size, resolve
 
@@ -25,6 +25,7 @@ OUTPUTS = ("logits", "probabilities", "classes")
 def export(cfg, dataset_dir, checkpoint, out_dir, extra=None, echo=print):
     """Write ``out_dir/saved_model/``, ``out_dir/frozen_graph.pb``, ``out_dir/export.json``."""
     cfg = resolve(cfg)
+    precision.require(cfg["compute"], f"export {cfg['model']} compute={cfg['compute']}")
     ckpt = find_checkpoint(checkpoint)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -57,7 +58,7 @@ def export(cfg, dataset_dir, checkpoint, out_dir, extra=None, echo=print):
             frozen = v1.graph_util.extract_sub_graph(frozen, list(OUTPUTS))
     (out_dir / "frozen_graph.pb").write_bytes(frozen.SerializeToString())
     meta = {"model": cfg["model"], "input_name": "images", "input_shape": [None, size, size, 3],
-            "input_dtype": "float32", "outputs": list(OUTPUTS), "num_classes": classes,
+            "input_dtype": "float32", "compute": cfg["compute"], "outputs": list(OUTPUTS), "num_classes": classes,
             "labels_offset": cfg["labels_offset"],
             "preprocessing": preprocessing.for_model(cfg["model"], cfg["preprocessing"]),
             "checkpoint": ckpt, "global_step": int(tf.train.load_variable(ckpt, "global_step")),

@@ -14,6 +14,11 @@ TRAIN_OPTIONS = [
     ("batch_size", int, 4, "images per training step (slim: 32)", None),
     ("steps", int, 10, "max_number_of_steps: stop at this global step", None),
     ("train_image_size", int, 0, "input size; 0 = the net's default", None),
+    ("compute", str, "fp32", "compute precision: bf16 = oneDNN auto-mixed-precision rewrite "
+     "(variables stay fp32; needs avx512_bf16 or amx_bf16)", ("fp32", "bf16")),
+    ("intra_op_threads", int, 0, "threads inside one op (0 = TensorFlow's choice; "
+     "specs/tuned/<model>.yml when not given)", None),
+    ("inter_op_threads", int, 0, "ops run at once (0 = TensorFlow's choice; tuned when not given)", None),
     ("preprocessing", str, "", "preprocessing_name; '' = the net's own (vgg|inception)",
      ("", "vgg", "inception")),
     ("use_grayscale", bool, False, "convert images to grayscale (3 channels kept)", None),
@@ -68,6 +73,7 @@ EVAL_OPTIONS = [
 # open.  Counts are at least 1; 0 only where the help says what 0 means (off, the net's own).
 RANGES = {
     "batch_size": (1, None), "steps": (1, None), "train_image_size": (0, None),
+    "intra_op_threads": (0, None), "inter_op_threads": (0, None),
     "labels_offset": (0, None), "weight_decay": (0.0, None), "batch_norm_decay": (0.0, 1.0),
     "adadelta_rho": (0.0, 1.0), "adagrad_initial_accumulator_value": (0.0, None),
     "adam_beta1": (0.0, 1.0), "adam_beta2": (0.0, 1.0), "opt_epsilon": (0.0, None),

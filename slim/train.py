@@ -18,7 +18,7 @@ import slim.compat  # noqa: F401  (before tf_slim)
 import tensorflow as tf
 import tf_slim
 
-from slim import inputs, nets, optimizers, preprocessing
+from slim import inputs, nets, optimizers, precision, preprocessing
 from slim.options import defaults
 from zoobuild.errors import UserError
 
@@ -196,6 +196,7 @@ def train(cfg, dataset_dir, train_dir, cluster=None, job_name="worker", task_ind
           echo=print):
     """Train until global step ``cfg['steps']``; returns the summary dict."""
     cfg = resolve(cfg)
+    precision.require(cfg["compute"], f"train {cfg['model']} compute={cfg['compute']}")
     train_dir = Path(train_dir)
     train_dir.mkdir(parents=True, exist_ok=True)
     target = None
@@ -238,7 +239,9 @@ def train(cfg, dataset_dir, train_dir, cluster=None, job_name="worker", task_ind
                                      saver=v1.train.Saver(max_to_keep=2,
                                                           sharded=bool(ps_tasks)))
         save_steps = cfg["save_interval_steps"] or None
-        session_config = v1.ConfigProto(allow_soft_placement=True)
+        session_config = precision.session_config(cfg["compute"], v1.ConfigProto(
+            allow_soft_placement=True, intra_op_parallelism_threads=cfg["intra_op_threads"],
+            inter_op_parallelism_threads=cfg["inter_op_threads"]))
         if cluster:
             session_config.device_filters.extend(["/job:ps", worker_device])
         start = time.time()

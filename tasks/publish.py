@@ -44,7 +44,8 @@ CALIB_DIR = Var("calib_dir", str, "", "convert: TFRecords whose validation split
                 "calibrates int8; empty: the default TFRecords when built, else seeded inputs")
 
 BACKEND = Var("backend", str, "onnx", "benchmark: tf (SavedModel) or onnx (converted file)", choices=("tf", "onnx"))
-PRECISION = Var("precision", str, "fp32", "benchmark: which converted precision", choices=_PRECISIONS)
+PRECISION = Var("precision", str, "fp32", "benchmark: which converted precision (bf16: backend=tf's bf16 rewrite)",
+                choices=_PRECISIONS + ("bf16",))
 MODE = Var("mode", str, "benchmark", "benchmark: benchmark (latency, throughput) or accuracy (top-1/5)",
            choices=("benchmark", "accuracy"))
 BENCH_BATCH = Var("bench_batch_size", int, 8, "benchmark: offline batch size (a fixed-batch ONNX uses its own)",
@@ -97,6 +98,14 @@ def _export_digest(path: Path, model: str | None = None) -> str:
 def _export_task_dep(model: str) -> list[str]:
     """convert and the tf benchmark run after `doit export` unless export_dir= names a SavedModel."""
     return [] if EXPORT_DIR.get() or _train_module() is None else [f"export:{model}"]
+
+
+def _gate_task_dep(model: str) -> list[str]:
+    """A bf16 model publishes behind its accuracy gate, which its `doit eval` computes."""
+    train = _train_module()
+    if EXPORT_DIR.get() or train is None or not hasattr(train, "OPTIONS"):
+        return []
+    return [] if train.OPTIONS["compute"].get() == "fp32" else [f"eval:{model}"]
 
 
 def _require_export(path: Path, model: str) -> None:
@@ -214,13 +223,22 @@ def task_convert():
 
 # ---------------------------------------------------------------- benchmark
 
+def _bench_batch(model: str) -> int:
+    """bench_batch_size= when given, else the tuned inference batch (specs/tuned/<model>.yml)."""
+    from slim import tuning
+
+    if BENCH_BATCH.given():
+        return BENCH_BATCH.get()
+    return int(tuning.settings(model, PRECISION.get(), "inference").get("batch_size") or BENCH_BATCH.get())
+
+
 def bench_config(model: str) -> dict:
     data = BENCH_DATA.get()
     if not data and MODE.get() == "accuracy":
         d = _default_tfrecords()
         data = str(d) if d else ""
     return {"backend": BACKEND.get(), "precision": PRECISION.get(), "mode": MODE.get(),
-            "batch_size": BENCH_BATCH.get(), "warmup": WARMUP.get(), "min_duration": MIN_DURATION.get(),
+            "batch_size": _bench_batch(model), "warmup": WARMUP.get(), "min_duration": MIN_DURATION.get(),
             "min_queries": MIN_QUERIES.get(), "steps": BENCH_STEPS.get(), "data_dir": data,
             "max_images": MAX_IMAGES.get(), "socket_id": SOCKET_ID.get(), "cores": CORES.get(),
             "instances": INSTANCES.get(), "model": model}
@@ -258,7 +276,8 @@ def _bench_image(model: str) -> str:
     """The image the benchmark runs in: the model's inference image, else its training image."""
     from tasks.images import model_image_tag
 
-    return model_image_tag(model, mode=("inference", "training"))
+    precision = "bf16" if PRECISION.get() == "bf16" else "fp32"   # precision=bf16: the bf16 image
+    return model_image_tag(model, precision, mode=("inference", "training"))
 
 
 def _benchmark(model: str, out: str, key: keys.Key, cfg: dict, runner: str) -> None:
@@ -332,6 +351,14 @@ def _eval_metrics(export: Path):
     return None
 
 
+def _export_compute(export: Path) -> str:
+    """compute= the exported model was trained with (fp32 for exports older than the option)."""
+    try:
+        return json.loads((export / "export.json").read_text()).get("compute") or "fp32"
+    except (OSError, ValueError):
+        return "fp32"
+
+
 def _dataset_key(export: Path):
     """The data set digest the training run was keyed on (lineage through the run cache)."""
     _, marker = _train_marker(export)
@@ -356,6 +383,7 @@ def _image_tags(model: str) -> list[str]:
 
 def _publish(model: str, version: str, out: str | None = None, key: keys.Key | None = None) -> None:
     from artifacts import release
+    from slim import accuracy_gate
 
     version = version or "bleedingedge"  # the main job publishes to the overwritable channel
     src = export_dir(model)
@@ -364,9 +392,11 @@ def _publish(model: str, version: str, out: str | None = None, key: keys.Key | N
         if (paths.BUILD / "benchmark" / model).exists() else []
     cdir = convert_dir(model)
     bench = [d for d in bench if _benchmarks_this(d, src, cdir)]
+    metrics = _eval_metrics(src)
+    accuracy_gate.require_for_publish(model, _export_compute(src), metrics)
     release.release(_store(), model, version, export_dir=src,
                     convert_dir=cdir if keys.is_complete(cdir) else None,
-                    bench_dirs=sorted(bench), arch=ARCH.get(), eval_metrics=_eval_metrics(src),
+                    bench_dirs=sorted(bench), arch=ARCH.get(), eval_metrics=metrics,
                     dataset_key=_dataset_key(src), image_tags=_image_tags(model))
     if out is not None and version == "bleedingedge":
         with keys.atomic_dir(out) as tmp:
@@ -393,7 +423,7 @@ def task_publish():
     yield {
         "name": model,
         "actions": [(guarded(_publish), (model, VERSION.get(), str(out), key))],
-        "task_dep": [f"convert:{model}", f"benchmark:{model}"],
+        "task_dep": [f"convert:{model}", f"benchmark:{model}"] + _gate_task_dep(model),
         # the bleedingedge channel is republished only when something changed; an explicit
         # version always goes to the store, which refuses a second publish of it
         "uptodate": [keys.key_uptodate(key, out) if not VERSION.get() else False],

@@ -23,6 +23,7 @@ import json
 import shutil
 from pathlib import Path
 
+from slim import precision
 from slim.nets import MODEL_NAMES
 from slim.options import EVAL_OPTIONS, RANGES, TRAIN_OPTIONS
 from slim.runners import RUNNER_NAMES
@@ -75,7 +76,10 @@ def selected_models(argv=None) -> list[str]:
 
 
 def train_params(model: str) -> dict:
-    return {"model": model, **{n: v.get() for n, v in OPTIONS.items()}}
+    """The options, with specs/tuned/<model>.yml's batch size and threads where none was given."""
+    from slim import tuning
+    params = {"model": model, **{n: v.get() for n, v in OPTIONS.items()}}
+    return tuning.apply(model, params, {n for n, v in OPTIONS.items() if v.given()})
 
 
 def _keyed(params: dict) -> dict:
@@ -186,6 +190,7 @@ def export_dir(model: str) -> Path:
 
 
 def _job(model: str, **more) -> dict:
+    precision.require(OPTIONS["compute"].get())   # on the host: a model image has no images/cpu.py
     return {"cfg": {**train_params(model), **eval_params()}, "dataset_dir": str(dataset_dir()),
             "train_dir": str(train_dir(model)), **more}
 
@@ -198,7 +203,7 @@ def _image(model, runner):
         return None
     from tasks.images import model_image_tag
 
-    return model_image_tag(model, mode="training")
+    return model_image_tag(model, OPTIONS["compute"].get(), mode="training")   # bf16: the bf16 image
 
 
 def _train(model, job, key, runner, cluster):

@@ -14,11 +14,25 @@ from slim.benchmark.config import BenchConfig
 
 
 class TFBackend:
-    """The SavedModel's serving_default, called eagerly (a concrete function: graph execution)."""
+    """The SavedModel's serving_default, called eagerly (a concrete function: graph execution).
+
+    precision=bf16 runs the same fp32 SavedModel with the oneDNN bf16 rewrite switched on
+    (slim/precision.py): inputs and outputs stay float32."""
+
+    PRECISIONS = ("fp32", "bf16")
 
     def __init__(self, cfg: BenchConfig, threads: int = 0):
+        from zoobuild.errors import UserError
+
+        if cfg.precision not in self.PRECISIONS:
+            raise UserError(f"precision={cfg.precision!r}: backend=tf runs one of "
+                            f"{', '.join(self.PRECISIONS)} (fp16/int8 are ONNX models: backend=onnx)")
+        from slim import precision
+
+        precision.require(cfg.precision, f"benchmark backend=tf precision={cfg.precision}")
         import tensorflow as tf
 
+        precision.enable_for_eager(cfg.precision)   # before the SavedModel's functions are traced
         if threads:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(1)
