@@ -117,7 +117,7 @@ def test_compiled_wheel_hook(build_dir):
 def test_model_images_install_what_the_packaged_code_imports():
     """Every third-party module slim/, datasets/ and zoobuild/ import at top level is installed in the
     model images (the closure of tf-compiled-base's and image-recognition's requirements)."""
-    import re
+    import ast
     import sys
     from importlib import metadata
 
@@ -133,7 +133,10 @@ def test_model_images_install_what_the_packaged_code_imports():
     missing = {}
     for src in ("slim", "datasets", "zoobuild"):
         for py in (root / src).rglob("*.py"):
-            for mod in re.findall(r"^(?:import|from) ([A-Za-z_][A-Za-z0-9_]*)", py.read_text(), re.M):
+            tree = ast.parse(py.read_text())
+            tops = [a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names]
+            tops += [n.module for n in tree.body if isinstance(n, ast.ImportFrom) and n.module and not n.level]
+            for mod in {t.split(".")[0] for t in tops}:
                 if mod in sys.stdlib_module_names or mod in ("slim", "datasets", "zoobuild", "images", "__future__"):
                     continue
                 names = {wheelhouse.norm(d) for d in dists.get(mod, [mod])}
