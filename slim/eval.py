@@ -4,7 +4,7 @@ Counts are exact (numpy over every batch) rather than streaming metrics, so a
 partial last batch is included. With moving_average_decay the averaged
 weights are evaluated, as slim does.
 """
-import json
+import math
 import time
 from pathlib import Path
 
@@ -14,7 +14,9 @@ import tensorflow as tf
 
 from slim import inputs, nets, preprocessing
 from slim.train import image_size, resolve
+from zoobuild import atomic
 from zoobuild.errors import UserError
+from zoobuild.progress import progress
 
 v1 = tf.compat.v1
 
@@ -58,7 +60,11 @@ def evaluate(cfg, dataset_dir, checkpoint, out_json=None, echo=print):
         top1 = top5 = n = batches = 0
         loss_sum = 0.0
         start = time.time()
-        with v1.Session() as sess:
+        total = math.ceil(inputs.split_size(info, split) / batch_size)
+        if max_batches:
+            total = min(total, max_batches)
+        with v1.Session() as sess, \
+                progress(f"eval {cfg['model']} on {split}", total=total, unit="batches") as bar:
             saver.restore(sess, ckpt)
             while not max_batches or batches < max_batches:
                 try:
@@ -70,8 +76,7 @@ def evaluate(cfg, dataset_dir, checkpoint, out_json=None, echo=print):
                 n += len(lab)
                 loss_sum += float(np.sum(x))
                 batches += 1
-                if batches % 10 == 0:
-                    echo(f"eval batch {batches}: {n} images, top-1 {top1 / n:.4f}")
+                bar.advance(1, images=n, top1=top1 / n)
     if n == 0:
         raise UserError(f"eval_split_name: split {split!r} in {dataset_dir} yielded no images")
     result = {"model": cfg["model"], "checkpoint": ckpt,
@@ -83,8 +88,5 @@ def evaluate(cfg, dataset_dir, checkpoint, out_json=None, echo=print):
     echo(f"eval {cfg['model']} on {split}: top-1 {result['top1']:.4f} "
          f"top-5 {result['top5']:.4f} ({n} images)")
     if out_json:
-        out_json = Path(out_json)
-        tmp = out_json.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        tmp.replace(out_json)
+        atomic.write_json(out_json, result, indent=2)
     return result

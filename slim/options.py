@@ -2,10 +2,13 @@
 
 Plain data (no TensorFlow) so the doit task creators can declare typed
 variables from it. Defaults are research/slim's, except where noted:
-  * model_name -> ``model`` (default vgg_16, the zoo's reference net)
+  * model_name -> ``model`` (default slim.recipes.DEFAULT_MODEL)
   * max_number_of_steps -> ``steps``; slim runs forever by default, we stop at
-    20 so the main job finishes in minutes on a CPU; batch_size 8 (slim: 32)
-    for the same reason.
+    10 with batch_size 4 (slim: 32) so any net's smoke run finishes in minutes
+    on a CPU. A model's recipe (slim/recipes.py) overrides these table
+    defaults, never a value the user gave.
+  * batch_norm_decay 0 = derived from the run length (slim.recipes).
+  * deterministic (ours): op determinism and fixed seeds.
   * optional values slim leaves at None are "" / 0 / [] here (0 = off).
 """
 
@@ -20,7 +23,8 @@ TRAIN_OPTIONS = [
     ("labels_offset", int, 0, "subtract from labels (1 drops the background class)", None),
     ("dataset_split_name", str, "train", "split to train on", ("train", "validation")),
     ("weight_decay", float, 0.00004, "L2 weight decay", None),
-    ("batch_norm_decay", float, 0.0, "batch-norm moving-average decay (0 = the net's)", None),
+    ("batch_norm_decay", float, 0.0, "batch-norm moving-average decay (0 = derived from "
+     "steps: the net's own for long runs, faster for short ones)", None),
     ("optimizer", str, "rmsprop", "optimizer",
      ("adadelta", "adagrad", "adam", "ftrl", "momentum", "rmsprop", "sgd")),
     ("adadelta_rho", float, 0.95, "adadelta decay", None),
@@ -54,7 +58,10 @@ TRAIN_OPTIONS = [
     ("save_summaries_secs", int, 600, "TensorBoard summary interval (s)", None),
     ("save_interval_secs", int, 600, "checkpoint interval (s)", None),
     ("save_interval_steps", int, 0, "checkpoint every N steps (0 = use secs)", None),
-    ("shuffle_seed", int, 0, "input shuffle seed (0 = random)", None),
+    ("shuffle_seed", int, 0, "input shuffle seed (0 = random, or fixed when deterministic)",
+     None),
+    ("deterministic", bool, True, "TensorFlow op determinism and fixed seeds: the same key "
+     "gives byte-identical checkpoints (costs a few % of steps/s)", None),
 ]
 
 EVAL_OPTIONS = [

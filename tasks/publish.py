@@ -20,6 +20,7 @@ import json
 import platform
 from pathlib import Path
 
+from slim.recipes import DEFAULT_MODEL
 from zoobuild import keys, paths
 from tasks.errors import UserError, guarded
 from tasks.params import Var
@@ -28,7 +29,7 @@ __all__ = ["task_convert", "task_benchmark", "task_publish", "task_fetch"]
 
 _PRECISIONS = ("fp32", "fp16", "int8")
 
-MODEL = Var("model", str, "vgg_16", "net to train, convert, benchmark and publish")
+MODEL = Var("model", str, DEFAULT_MODEL, "net to train, convert, benchmark and publish")
 EXPORT_DIR = Var("export_dir", str, "", "SavedModel export dir; empty: the one `doit export` made")
 PRECISIONS = Var("precisions", list, ["fp32", "fp16", "int8"], "convert: precisions to convert and gate",
                  choices=_PRECISIONS)

@@ -24,6 +24,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from slim import recipes
 from slim.nets import MODEL_NAMES
 from slim.options import EVAL_OPTIONS, TRAIN_OPTIONS
 from slim.runners import RUNNER_NAMES
@@ -35,7 +36,8 @@ __all__ = ["task_train", "task_eval", "task_export"]
 
 STAGES = ("train", "eval", "export")
 
-MODEL = Var("model", str, "vgg_16", "net to train/evaluate/export", choices=MODEL_NAMES)
+MODEL = Var("model", str, recipes.DEFAULT_MODEL, "net to train/evaluate/export",
+            choices=MODEL_NAMES)
 DATASET_DIR = Var("dataset_dir", str, "",
                   "slim TFRecords directory; empty: the embedded synthetic set")
 RUNNER = Var("runner", str, "local", "local: this process; docker: the model's image",
@@ -49,7 +51,7 @@ EVAL = {name: Var(name, typ, default, help_, choices=choices)
 
 # The code each stage runs (its digest is part of the stage's key).
 _COMMON_CODE = ["slim/compat.py", "slim/nets", "slim/preprocessing", "slim/options.py",
-                "slim/inputs.py", "slim/train.py", "slim/cli.py", "datasets/reader.py",
+                "slim/recipes.py", "slim/inputs.py", "slim/train.py", "slim/cli.py", "datasets/reader.py",
                 "datasets/layout.py"]
 TRAIN_CODE = _COMMON_CODE + ["slim/optimizers.py", "slim/distributed.py"]
 EVAL_CODE = _COMMON_CODE + ["slim/eval.py"]
@@ -68,7 +70,10 @@ def selected_models(argv=None) -> list[str]:
 
 
 def train_params(model: str) -> dict:
-    return {"model": model, **{n: v.get() for n, v in OPTIONS.items()}}
+    """Every train option: the command line's, then the model's recipe, then the table's;
+    the derived batch_norm_decay is in it (and so in the key)."""
+    given = {n: v.get() for n, v in OPTIONS.items() if v.given()}
+    return recipes.resolve({"model": model, **given})
 
 
 def eval_params() -> dict:
