@@ -32,7 +32,7 @@ from zoobuild import keys, paths
 from tasks.errors import UserError, guarded
 from tasks.params import Var
 
-__all__ = ["task_train", "task_eval", "task_export"]
+__all__ = ["task_train", "task_eval", "task_export", "task_model_images"]
 
 STAGES = ("train", "eval", "export")
 
@@ -285,3 +285,34 @@ def task_export():
             "meta": {"key": key},
             "verbosity": 2,
         }
+
+
+def model_image_names(plan, models) -> list[str]:
+    """Names of the images `models` run in (every precision and mode) and of their parents,
+    parents first: the part of `doit images` the main job needs."""
+    names = []
+    for img in plan.images:
+        if img.slice.package is not None and img.args.get("MODEL_NAME") in models:
+            for one in reversed([img] + plan.ancestors(img)):
+                if one.name not in names:
+                    names.append(one.name)
+    return names
+
+
+def task_model_images():
+    """Build and test only the images of the selected model(s) and their parents
+    (tf-compiled-base -> category -> model images): the main job's image work."""
+    from tasks.images import _plan
+
+    plan = _plan()
+    if isinstance(plan, UserError):
+        return {"actions": [guarded(_fail(plan))], "verbosity": 2}
+    models = selected_models()
+    names = model_image_names(plan, models)
+    if not names:
+        err = UserError(f"model={','.join(models)}: no model image in the specs; scaffold one "
+                        f"with `doit init_spec new_model={models[0]}`")
+        return {"actions": [guarded(_fail(err))], "verbosity": 2}
+    return {"actions": None,
+            "task_dep": [f"images:{n}" for n in names] + [f"image_tests:{n}" for n in names],
+            "doc": f"images of {', '.join(models)}: {', '.join(names)}"}
