@@ -4,10 +4,13 @@ MonitoredTrainingSession. Resumes from the last checkpoint in ``train_dir``.
     train(cfg, dataset_dir, train_dir)                       # one process
     train(cfg, dataset_dir, train_dir, cluster=..., job_name="worker", task_index=0)
 
-``cfg`` holds ``model`` plus the options of ``slim.options.TRAIN_OPTIONS``.
-Writes TensorBoard events and checkpoints into ``train_dir``, a progress
-history ``history.jsonl`` (step, loss, learning rate, accuracy, images/s) and,
-on the chief, ``train.json`` when the target step is reached.
+``cfg`` holds ``model`` plus any options of ``slim.options.TRAIN_OPTIONS``; the
+missing ones come from the model's recipe, then the table (``slim.recipes``).
+With ``deterministic`` (the default) op determinism is on and every seed fixed, so
+one configuration writes byte-identical checkpoints.  Shows a progress bar
+(steps, loss, images/s); writes TensorBoard events and checkpoints into
+``train_dir``, a history ``history.jsonl`` (step, loss, learning rate, accuracy,
+images/s) and, on the chief, ``train.json`` when the target step is reached.
 """
 import contextlib
 import json
@@ -115,6 +118,7 @@ class ProgressHook(v1.train.SessionRunHook):
         self._path = history_path
         self.bar = bar  # set once the session is up
         self._last = None
+        self._ips = None  # images/s over the last history interval
 
     def begin(self):
         self._last = None
@@ -162,11 +166,9 @@ class ProgressHook(v1.train.SessionRunHook):
                "learning_rate": float(vals["learning_rate"]),
                "accuracy": float(vals["accuracy"]), "images_per_sec": ips,
                "time": now}
-        with open(self._path, "a") as f:  # an append-only log; a reader tolerates a cut line
+        with open(self._path, "a") as f:  # an append-only log, one JSON object a line
             f.write(json.dumps(rec) + "\n")
         self._last = (step, now)
-
-    _ips = None
 
 
 def build_train_graph(cfg, dataset_dir, num_replicas=1, ps_tasks=0, worker_device="",
