@@ -14,9 +14,9 @@ variables from it. Defaults are research/slim's, except where noted:
 
 TRAIN_OPTIONS = [
     # name, type, default, help, choices
-    ("batch_size", int, 4, "images per training step (slim: 32)", None),
-    ("steps", int, 10, "max_number_of_steps: stop at this global step", None),
-    ("train_image_size", int, 0, "input size; 0 = the net's default", None),
+    ("batch_size", int, 4, "images per training step (slim: 32); a recipe may differ", None),
+    ("steps", int, 10, "max_number_of_steps: stop at this global step; a recipe may differ", None),
+    ("train_image_size", int, 0, "input size; 0 = the recipe's, else the net's default", None),
     ("preprocessing", str, "", "preprocessing_name; '' = the net's own (vgg|inception)",
      ("", "vgg", "inception")),
     ("use_grayscale", bool, False, "convert images to grayscale (3 channels kept)", None),
@@ -25,7 +25,7 @@ TRAIN_OPTIONS = [
     ("weight_decay", float, 0.00004, "L2 weight decay", None),
     ("batch_norm_decay", float, 0.0, "batch-norm moving-average decay (0 = derived from "
      "steps: the net's own for long runs, faster for short ones)", None),
-    ("optimizer", str, "rmsprop", "optimizer",
+    ("optimizer", str, "rmsprop", "optimizer; a recipe may differ",
      ("adadelta", "adagrad", "adam", "ftrl", "momentum", "rmsprop", "sgd")),
     ("adadelta_rho", float, 0.95, "adadelta decay", None),
     ("adagrad_initial_accumulator_value", float, 0.1, "adagrad start accumulator", None),
@@ -41,7 +41,7 @@ TRAIN_OPTIONS = [
     ("rmsprop_decay", float, 0.9, "rmsprop decay", None),
     ("learning_rate_decay_type", str, "exponential", "learning-rate schedule",
      ("fixed", "exponential", "polynomial")),
-    ("learning_rate", float, 0.01, "initial learning rate", None),
+    ("learning_rate", float, 0.01, "initial learning rate; a recipe may differ", None),
     ("end_learning_rate", float, 0.0001, "polynomial decay's final rate", None),
     ("learning_rate_decay_factor", float, 0.94, "exponential decay factor", None),
     ("num_epochs_per_decay", float, 2.0, "epochs between decays", None),
@@ -61,7 +61,7 @@ TRAIN_OPTIONS = [
     ("shuffle_seed", int, 0, "input shuffle seed (0 = random, or fixed when deterministic)",
      None),
     ("deterministic", bool, True, "TensorFlow op determinism and fixed seeds: the same key "
-     "gives byte-identical checkpoints (costs a few % of steps/s)", None),
+     "gives byte-identical checkpoints (may cost a few % of steps/s)", None),
 ]
 
 EVAL_OPTIONS = [
