@@ -4,7 +4,7 @@ Loading stays light: no tensorflow, docker or PIL import happens here.
 """
 import sys
 
-from tasks import errors, lock
+from tasks import cache, errors, lock
 from zoobuild import paths
 from tasks.engine import *  # noqa: F401,F403
 from tasks.wheel import *  # noqa: F401,F403
@@ -25,4 +25,5 @@ DOIT_CONFIG = {
 }
 
 errors.wrap_task_creators(globals())
-lock.prepare(sys.argv)
+lock.prepare(sys.argv, DOIT_CONFIG["default_tasks"])
+cache.arm_summary()

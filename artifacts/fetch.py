@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import tempfile
 from pathlib import Path
 
 from artifacts import package, semver, store as st
+from zoobuild import atomic
 from zoobuild.errors import UserError
 
 log = logging.getLogger("zoobuild.fetch")
@@ -101,13 +101,9 @@ def _download(store, where, fname, final: Path, name: str, version: str, arch: s
         if got != expected or manifest.get("tarball", {}).get("sha256", expected) != expected:
             raise UserError(f"{name} {version} ({arch}): checksum mismatch for {fname}: "
                             f"expected {expected}, got {got}; nothing was unpacked")
-        unpacked = tmp / "unpacked"
-        unpacked.mkdir()
-        names = package.safe_unpack(local, unpacked)
-        (unpacked / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        (unpacked / ".fetched.json").write_text(json.dumps(
-            {"store": store.url, "name": name, "version": version, "arch": arch,
-             "sha256": got, "files": names}, indent=1))
-        if final.exists():
-            shutil.rmtree(final)
-        unpacked.rename(final)
+        with atomic.atomic_dir(final) as unpacked:     # replaces an earlier fetch whole
+            names = package.safe_unpack(local, unpacked)
+            (unpacked / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+            (unpacked / ".fetched.json").write_text(json.dumps(
+                {"store": store.url, "name": name, "version": version, "arch": arch,
+                 "sha256": got, "files": names}, indent=1))

@@ -8,11 +8,11 @@ destination (no absolute names, no `..`, no links, no devices).
 from __future__ import annotations
 
 import gzip
-import os
 import posixpath
 import tarfile
 from pathlib import Path
 
+from zoobuild import atomic
 from zoobuild.errors import UserError
 
 
@@ -34,10 +34,9 @@ def pack(entries: dict[str, Path], out: Path) -> Path:
         else:
             raise UserError(f"package: {src} does not exist")
     out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
     dirs = sorted({posixpath.dirname(a) for a in files} - {""})
     all_dirs = sorted({d2 for d in dirs for d2 in _parents(d)})
-    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=_LEVEL) as gz, \
+    with atomic.atomic_open(out, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=_LEVEL) as gz, \
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for d in all_dirs:
             info = tarfile.TarInfo(d + "/")
@@ -50,7 +49,6 @@ def pack(entries: dict[str, Path], out: Path) -> Path:
             _normalise(info)
             with open(files[arc], "rb") as f:
                 tar.addfile(info, f)
-    os.replace(tmp, out)
     return out
 
 

@@ -23,21 +23,6 @@ def git_revision(root: Path) -> dict:
     return gitrev.revision(root)
 
 
-def model_image_tags(model: str) -> list[str]:
-    """Tags the image specs give the model's images (inference first), or [] without specs."""
-    try:
-        from images.build import model_image_tag
-    except ImportError:
-        return []
-    tags = []
-    for mode in ("inference", "training"):
-        try:
-            tags.append(model_image_tag(model, "fp32", mode))
-        except Exception:          # no spec for this model/mode, or specs that do not load
-            continue
-    return tags
-
-
 def _read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
@@ -46,10 +31,11 @@ def _read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def image_lineage(build: Path, model: str, tags=None) -> dict | None:
-    """The model image's tag, key and id (build/images.json) and pushed digest (build/push.json)."""
+def image_lineage(build: Path, model: str, tags=()) -> dict | None:
+    """The model image's tag, key and id (build/images.json) and pushed digest (build/push.json):
+    the first of `tags` (the model's image tags in the caller's plan) that was built."""
     built, pushed = _read_json(build / "images.json"), _read_json(build / "push.json")
-    for tag in tags if tags is not None else model_image_tags(model):
+    for tag in tags:
         entry = built.get(tag)
         if isinstance(entry, dict):
             push = pushed.get(tag) if isinstance(pushed.get(tag), dict) else {}
@@ -67,7 +53,8 @@ def _dataset_key(info: dict, params: dict):
 
 def build_manifest(model: str, export_dir: Path, convert_report: dict | None, benchmarks: dict,
                    eval_metrics: dict | None, root: Path, build: Path, signature: dict,
-                   weights_sha256: str, artifacts: list[dict], dataset_key: str | None = None) -> dict:
+                   weights_sha256: str, artifacts: list[dict], dataset_key: str | None = None,
+                   image_tags=()) -> dict:
     from slim import convert
 
     info = convert.export_info(export_dir)
@@ -79,7 +66,7 @@ def build_manifest(model: str, export_dir: Path, convert_report: dict | None, be
         "weights_sha256": weights_sha256,
         "artifacts": artifacts,
         "source": git_revision(root),
-        "image": image_lineage(build, model),
+        "image": image_lineage(build, model, image_tags),
         "dataset": {"key": dataset_key or _dataset_key(info, params)},
         "training": {"params": params, "export_key": info.get("key"),
                      "global_step": info.get("global_step")},
@@ -119,8 +106,9 @@ def collect_benchmarks(bench_dirs) -> dict:
 
 def release(store: st.Store, model: str, version: str, *, export_dir, convert_dir=None, bench_dirs=(),
             precisions=None, arch: str | None = None, eval_metrics=None, dataset_key=None, root=None, build=None,
-            progress=print) -> dict:
-    """Pack, publish and re-catalog; returns the stored manifest."""
+            image_tags=(), progress=print) -> dict:
+    """Pack, publish and re-catalog; returns the stored manifest.  image_tags: the model's image
+    tags in the caller's plan (inference first); the first one built is the manifest's image."""
     from slim import convert
     from zoobuild import paths
 
@@ -164,7 +152,7 @@ def release(store: st.Store, model: str, version: str, *, export_dir, convert_di
         if p.exists():
             entries[f"benchmark/{Path(d).parent.name}-{Path(d).name}.json"] = p
     body = build_manifest(model, export_dir, report, collect_benchmarks(bench_dirs), eval_metrics, root,
-                          build, signature, weights, artifacts, dataset_key)
+                          build, signature, weights, artifacts, dataset_key, image_tags)
     with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
         tarball = package.pack(entries, Path(tmp) / st.tarball_name(model, version, arch))
         stored = st.publish(store, model, version, arch, tarball, body)

@@ -15,7 +15,6 @@ with onnx.helper, so the bench needs no training run.  Writes build/bench/harnes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -69,6 +68,7 @@ def main(argv=None) -> int:
 
     from slim import benchmark as bm
     from slim import convert
+    from zoobuild.atomic import write_json
 
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(a.model) if a.model else small_cnn(Path(tmp) / "small_cnn.onnx")
@@ -129,8 +129,7 @@ def main(argv=None) -> int:
         "host": {"cpus_allowed": len(os.sched_getaffinity(0)), "load_avg_1m": os.getloadavg()[0]},
     }
     out = ROOT / "build" / "bench" / "harness.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    write_json(out, result)
     print(f"harness overhead: {overhead * 100:+.2f}% median of paired rounds, {overhead_min * 100:+.2f}% "
           f"best round vs best round (target <= 2%); harness cost {per_query_ns:.0f} ns/query = "
           f"{intrinsic * 100:.4f}% of a {b * 1e3 / a.calls:.3f} ms query; batch {batch}, "

@@ -44,7 +44,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     opts = ap.parse_args()
     from images import testing
-    from zoobuild import paths
+    from zoobuild import atomic, paths
 
     out_path = paths.BUILD / "bench" / "images.json"
     with tempfile.TemporaryDirectory(prefix="bench-images-", dir=paths.BUILD if paths.BUILD.exists() else None) as tmp:
@@ -84,8 +84,7 @@ def main():
         "cpus": os.cpu_count(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=1))
+    atomic.write_json(out_path, result)
     print(json.dumps(result))
     return 0 if result["ok"] else 1
 

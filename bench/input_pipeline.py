@@ -11,7 +11,6 @@ every round), so drifting load on a shared machine affects both alike. Prints th
 build/bench/input_pipeline.json.
 """
 import argparse
-import json
 import os
 import platform
 import sys
@@ -20,6 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from zoobuild import atomic  # noqa: E402  (the repository is on sys.path from here)
 
 
 def _bench_dataset_dir(image_size):
@@ -128,11 +129,7 @@ def main(argv=None):
           f"{result['device']}: real TFRecords {ips['real']:.2f} images/s, synthetic "
           f"in-memory {ips['synthetic']:.2f} images/s -> {100 * ratio:.1f}% "
           f"(target >= 95%: {'met' if result['meets_target'] else 'NOT met'})")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out)
+    out = atomic.write_json(args.out, result, indent=2)
     print(f"wrote {out}")
     for sess, _ in runs.values():
         sess.close()

@@ -1,9 +1,10 @@
 """Names fixed by ImageNet's distribution and by slim's TFRecord contract."""
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
+
+from zoobuild import atomic
 
 # The raw files, exactly as ImageNet distributes them (plus slim's labels list).
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
@@ -14,7 +15,9 @@ VAL_LABELS = "imagenet_2012_validation_synset_labels.txt"
 METADATA = "imagenet_metadata.txt"
 
 SPLITS = ("train", "validation")
-DEFAULT_SHARDS = {"train": 1024, "validation": 128}
+# slim's shard counts for the full ILSVRC2012 splits, and the sizes of those splits
+SLIM_SHARDS = {"train": 1024, "validation": 128}
+ILSVRC2012_SIZES = {"train": 1_281_167, "validation": 50_000}
 LABELS_FILE = "labels.txt"
 MANIFEST = "manifest.json"          # the whole conversion: splits, shards, sizes
 REPORT = "conversion_report.json"   # skipped and re-encoded images, speed
@@ -37,11 +40,7 @@ def parse_shard_name(name: str):
 def write_labels(out_dir, synsets, filename: str = LABELS_FILE) -> Path:
     """slim's dataset_utils format: one `label:name` line; 0 is background, 1.. sorted synsets."""
     lines = [f"0:{BACKGROUND}"] + [f"{i}:{s}" for i, s in enumerate(synsets, start=1)]
-    path = Path(out_dir) / filename
-    tmp = path.with_name(f".{filename}.tmp-{os.getpid()}")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic.write_text(Path(out_dir) / filename, "\n".join(lines) + "\n")
 
 
 def read_labels(dataset_dir, filename: str = LABELS_FILE) -> dict[int, str]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from images import cpu
-from zoobuild import paths
+from zoobuild import atomic, paths
 from zoobuild.errors import UserError
 
 # Asked inside the image: everything packaging.tags needs, from the stdlib only.
@@ -97,10 +97,7 @@ def probe_image(client, image: str) -> dict:
         raise UserError(f"image {image}: cannot ask its python3 for its tags "
                         f"({str(err.stderr or err).strip().splitlines()[-1:]})") from None
     info = json.loads(out.decode().strip().splitlines()[-1])
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info))
-    tmp.replace(cache)
+    atomic.write_text(cache, json.dumps(info))
     return info
 
 

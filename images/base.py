@@ -65,8 +65,11 @@ def _pull(client, ref: str) -> bool:
 
 def ensure_base_image(client, ref: str = DEFAULT_REF, packages=DEFAULT_PACKAGES,
                       suite: str = DEFAULT_SUITE, mirror: str | None = None,
-                      allow_pull: bool = True, log=print) -> str:
-    """Make `ref` exist in the engine; return how ('present', 'pulled', 'built')."""
+                      allow_pull: bool = True, log=print, registry_cache: str | None = None) -> str:
+    """Make `ref` exist in the engine; return how ('present', 'pulled', 'fetched', 'built').
+
+    registry_cache="host:port": a missing base is first looked up there under its key (so every
+    machine's images stand on the same base image id), and one made here is shared there."""
     key = base_key(suite, packages)
     with _lock:
         img = _present(client, ref)
@@ -77,7 +80,14 @@ def ensure_base_image(client, ref: str = DEFAULT_REF, packages=DEFAULT_PACKAGES,
             log(f"{ref}: built for another package list; rebuilding")
         elif allow_pull and os.environ.get("ZOOBUILD_OFFLINE") != "1" and _pull(client, ref):
             return "pulled"
+        from images import keycache
+
+        if registry_cache and keycache.pull_by_key(client, ref, key, registry_cache, label=KEY_LABEL,
+                                                   log=log):
+            return "fetched"
         _debootstrap_import(client, ref, packages, suite, mirror or _mirror(), key, log)
+        if registry_cache:
+            keycache.push_by_key(client, ref, key, registry_cache, log=log)
         return "built"
 
 

@@ -24,9 +24,10 @@ TEST_TIMEOUT_S = 900
 def test_key(img, image_id: str, uid: int, gid: int) -> keys.Key:
     tests = [{"name": t.name, "command": t.command, "as_caller": t.as_caller, "mount": t.mount}
              for t in img.tests]
-    return keys.make_key("image_tests", code=["images/imagetest.py", "images/entrypoint.sh"],
+    return keys.make_key("image_tests", entries=["images.imagetest"],
                          params={"tag": img.tag, "tests": tests, "uid": uid, "gid": gid},
-                         inputs={"image": image_id})
+                         inputs={"image": image_id,
+                                 "entrypoint.sh": keys.file_digest(Path(__file__).with_name("entrypoint.sh"))})
 
 
 def _owners(root: Path) -> set:
@@ -113,12 +114,12 @@ def run_tests(img, client=None, uid=None, gid=None, log=print, only=None) -> dic
 def tests_uptodate(img, uid=None, gid=None):
     """doit uptodate callable: the tests passed on this very image id before."""
     def check(task, values):
-        from images.build import _NO_ENGINE, _ref, engine_image
+        from images import inspection
 
-        found = engine_image(_ref(img.tag))
-        if found in (None, _NO_ENGINE):
+        image_id = inspection.image_id(img.tag)
+        if image_id is None:
             return False
-        key = test_key(img, found[0], os.getuid() if uid is None else uid,
+        key = test_key(img, image_id, os.getuid() if uid is None else uid,
                        os.getgid() if gid is None else gid)
         return keys.is_complete(keys.run_dir("image_tests", img.name, key), key)
 

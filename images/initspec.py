@@ -4,10 +4,10 @@
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
+from zoobuild import atomic
 from zoobuild.errors import UserError
 
 # a model package ships the libraries its stages run and the foundation they stand on (whole
@@ -77,9 +77,7 @@ def init_spec(name: str, category: str, precisions=("fp32",), modes=("training",
         raise UserError(f"{path} exists; pass force=true to overwrite")
     text = render(name, category, precisions, modes, root=root)
     old = path.read_text() if path.exists() else None
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic.write_text(path, text)
     try:
         loaded = spec.load(spec_dir, root=root)
         if category not in loaded.slice_sets:

@@ -18,6 +18,8 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from zoobuild import atomic
+from zoobuild.digest import sha256_file
 from zoobuild.errors import UserError
 
 FIXED_MTIME = 315532800  # 1980-01-01, the zip epoch: old enough, never 0 (some tools warn)
@@ -119,27 +121,20 @@ def _info(name: str, kind, size=0, executable=False) -> tarfile.TarInfo:
 def write(name: str, entries, out_path) -> Path:
     """Write <out_path> (a .tar.gz) atomically; every entry lives under `<name>/`."""
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as raw, \
-                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz, \
-                tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            tar.addfile(_info(name, tarfile.DIRTYPE))
-            for e in entries:
-                arc = f"{name}/{e.arcname}"
-                if e.data is not None:
-                    tar.addfile(_info(arc, tarfile.REGTYPE, len(e.data)), io.BytesIO(e.data))
-                elif e.source is None:
-                    tar.addfile(_info(arc, tarfile.DIRTYPE))
-                else:
-                    with open(e.source, "rb") as f:
-                        size = os.fstat(f.fileno()).st_size
-                        tar.addfile(_info(arc, tarfile.REGTYPE, size, e.executable), f)
-        os.replace(tmp, out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic.atomic_open(out_path, "wb") as raw, \
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(_info(name, tarfile.DIRTYPE))
+        for e in entries:
+            arc = f"{name}/{e.arcname}"
+            if e.data is not None:
+                tar.addfile(_info(arc, tarfile.REGTYPE, len(e.data)), io.BytesIO(e.data))
+            elif e.source is None:
+                tar.addfile(_info(arc, tarfile.DIRTYPE))
+            else:
+                with open(e.source, "rb") as f:
+                    size = os.fstat(f.fileno()).st_size
+                    tar.addfile(_info(arc, tarfile.REGTYPE, size, e.executable), f)
     return out_path
 
 
@@ -154,6 +149,6 @@ def build(name: str, files, root, out_path, extra=None) -> dict:
     """Collect, write, and return {'path', 'content_key', 'sha256', 'entries'}."""
     entries = collect(files, root, extra)
     path = write(name, entries, out_path)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    sha = sha256_file(path)
     return {"path": str(path), "content_key": content_digest(entries), "sha256": sha,
             "entries": len(entries)}

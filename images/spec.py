@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zoobuild.errors import UserError
+from zoobuild.fields import check_fields
 
 PARTIAL_SUFFIX = ".partial.Dockerfile"
 
@@ -193,17 +194,10 @@ _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _check_fields(m: _Map, allowed: dict, required: tuple, ctx: str):
-    for key in m:
-        if key not in allowed:
-            fail(m.key_where[key], f"{ctx}.{key}" if ctx else key,
-                 f"unknown field; expected one of {', '.join(allowed)}")
-    for key in required:
-        if key not in m:
-            fail(m.where, f"{ctx}.{key}" if ctx else key, "required field is missing")
-    for key, typ in allowed.items():
-        if key in m and m[key] is not None and not isinstance(m[key], typ):
-            want = {str: "a string", bool: "true or false", _Seq: "a list", _Map: "a mapping"}[typ]
-            fail(m.key_where[key], f"{ctx}.{key}", f"expected {want}, got {type(m[key]).__name__}")
+    def at(key, message):
+        fail(m.key_where.get(key, m.where), f"{ctx}.{key}" if ctx else key, message)
+
+    check_fields(m, allowed, required, fail=at)
 
 
 def _list(m: _Map, key: str) -> _Seq:
@@ -237,8 +231,8 @@ def _file_specs(seq: _Seq, ctx: str, what: str = "files") -> tuple:
 
 _SLICE_FIELDS = {
     "add_to_name": str, "dockerfile_exclusive_name": str, "dockerfile_subdirectory": str,
-    "partials": _Seq, "args": _Seq, "files": _Seq, "downloads": _Seq, "tests": _Seq,
-    "package": _Map, "requirements": _Seq, "debs": _Seq,
+    "partials": list, "args": list, "files": list, "downloads": list, "tests": list,
+    "package": dict, "requirements": list, "debs": list,
 }
 
 
@@ -298,7 +292,7 @@ def _parse_slice(set_name: str, index: int, m, where: Where, spec: Spec) -> Slic
     if m.get("package") is not None:
         pm = m["package"]
         c = f"{ctx}.package"
-        _check_fields(pm, {"name": str, "files": _Seq}, ("name", "files"), c)
+        _check_fields(pm, {"name": str, "files": list}, ("name", "files"), c)
         if not _NAME_RE.match(pm["name"]):
             fail(pm.key_where["name"], f"{c}.name", f"{pm['name']!r}: expected [A-Za-z0-9_.-]")
         pfiles = _file_specs(pm["files"], c)
@@ -344,7 +338,7 @@ def load(spec_dir, partials_dir=None, root=None) -> Spec:
     for path in files:
         display = _display(path, root)
         data = _load_yaml(path, display)
-        _check_fields(data, {"header": str, "releases": _Map, "slice_sets": _Map}, (), "")
+        _check_fields(data, {"header": str, "releases": dict, "slice_sets": dict}, (), "")
         if data.get("header") is not None:
             if header_where is not None:
                 fail(data.key_where["header"], "header", f"already given at {header_where}")
@@ -353,7 +347,7 @@ def load(spec_dir, partials_dir=None, root=None) -> Spec:
             rw = data["releases"].key_where[rname]
             if not isinstance(rm, _Map):
                 fail(rw, f"releases.{rname}", "expected a mapping with tag_specs")
-            _check_fields(rm, {"tag_specs": _Seq, "is_dockerfiles": bool, "upload_images": bool},
+            _check_fields(rm, {"tag_specs": list, "is_dockerfiles": bool, "upload_images": bool},
                           ("tag_specs",), f"releases.{rname}")
             tags = []
             for text, tw in zip(rm["tag_specs"], rm["tag_specs"].item_where):

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from images import cpu
-from zoobuild import keys, paths
+from zoobuild import atomic, keys, paths
 from zoobuild.errors import UserError
+from zoobuild.fields import check_fields
 
 RECIPE_DIR = paths.ROOT / "images" / "wheel" / "recipes"
 DEFAULT_RECIPE = "zoobuild-native"
@@ -78,19 +79,6 @@ def recipe_names() -> list[str]:
     return sorted(p.stem for p in RECIPE_DIR.glob("*.yml"))
 
 
-def _check_fields(where: str, data: dict, required: dict, optional: dict) -> None:
-    for name, typ in required.items():
-        if name not in data:
-            raise UserError(f"{where}: missing field {name!r} (expected {typ.__name__})")
-    for name, value in data.items():
-        typ = required.get(name) or optional.get(name)
-        if typ is None:
-            raise UserError(f"{where}: unknown field {name!r}; expected one of "
-                            f"{', '.join(sorted({**required, **optional}))}")
-        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-            raise UserError(f"{where}: field {name!r} is {value!r}; expected {typ.__name__}")
-
-
 def load_recipe(name_or_path) -> Recipe:
     """Read and validate a recipe by name (images/wheel/recipes/<name>.yml) or path."""
     import yaml
@@ -110,8 +98,10 @@ def load_recipe(name_or_path) -> Recipe:
         raise UserError(f"{where}: expected a mapping of recipe fields, got {type(data).__name__}")
     if isinstance(data.get("python"), (int, float)) and not isinstance(data.get("python"), bool):
         raise UserError(f"{where}: field 'python' is {data['python']!r}; quote it (\"3.11\") so YAML keeps it a string")
-    _check_fields(where, data, _REQUIRED, _OPTIONAL)
-    _check_fields(f"{where}: builder", data["builder"], _BUILDER_REQUIRED, _BUILDER_OPTIONAL)
+    check_fields(data, {**_REQUIRED, **_OPTIONAL}, tuple(_REQUIRED), where=where)
+    check_fields(data["builder"], {**_BUILDER_REQUIRED, **_BUILDER_OPTIONAL}, tuple(_BUILDER_REQUIRED),
+                 where=f"{where}: builder")
+    data = {name: value for name, value in data.items() if value is not None}  # null: the default
     src = data["source"]
     if ("path" in src) == ("git" in src):
         raise UserError(f"{where}: source needs exactly one of 'path' (repo-relative tree) or 'git' (URL, with 'ref')")
@@ -206,7 +196,7 @@ def plan(recipe_name: str = DEFAULT_RECIPE, target_name: str = "haswell") -> Pla
     target = cpu.resolve(target_name)
     key = keys.make_key(
         STAGE,
-        code=["images/wheelbuild.py", "images/cpu.py", "images/abi.py"],
+        entries=["images.wheelbuild"],
         params={"recipe": recipe.name, "target": target.as_dict()},
         inputs={"recipe": keys.file_digest(recipe.path), "source": source_digest(recipe),
                 "builder": builder_key(recipe)},
@@ -288,10 +278,7 @@ def is_current(p: Plan) -> bool:
 
 
 def _write_json_atomic(path: Path, body: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(body, indent=1, sort_keys=True) + "\n")
 
 
 def select(p: Plan, log=print) -> dict:
@@ -304,9 +291,7 @@ def select(p: Plan, log=print) -> dict:
     house.mkdir(parents=True, exist_ok=True)
     dest = house / wheel.name
     if not dest.exists() or keys.file_digest(dest) != info["sha256"]:
-        tmp = house / f".{wheel.name}.tmp-{os.getpid()}"
-        shutil.copy2(wheel, tmp)
-        os.replace(tmp, dest)
+        atomic.copy_file(wheel, dest)
     dist = info["requirement"].split("==")[0]
     body = {"wheel": str(wheel), "wheelhouse": str(dest), "target": p.target.name,
             "dist": dist, "replaces": STOCK_DIST if dist == STOCK_DIST else None,
@@ -360,17 +345,13 @@ def fetch_source(recipe: Recipe, log=print) -> Path:
     dest = paths.BUILD / "wheel-src" / recipe.name / re.sub(r"[^A-Za-z0-9._-]", "_", src["ref"])
     if (dest / ".git").is_dir():
         return dest
-    tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
     log(f"git clone {src['git']} @ {src['ref']}")
-    res = subprocess.run(["git", "clone", "--depth", "1", "--branch", src["ref"], src["git"], str(tmp)],
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        last = res.stderr.strip().splitlines()[-1:] or ["(no output)"]
-        raise UserError(f"{recipe.path.name}: git clone {src['git']} @ {src['ref']} failed: {last[0]}")
-    os.replace(tmp, dest)
+    with atomic.atomic_dir(dest) as tmp:   # a failed clone leaves nothing behind
+        res = subprocess.run(["git", "clone", "--depth", "1", "--branch", src["ref"], src["git"],
+                              str(tmp)], capture_output=True, text=True)
+        if res.returncode != 0:
+            last = res.stderr.strip().splitlines()[-1:] or ["(no output)"]
+            raise UserError(f"{recipe.path.name}: git clone {src['git']} @ {src['ref']} failed: {last[0]}")
     return dest
 
 

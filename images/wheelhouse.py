@@ -19,14 +19,13 @@ stock pinned wheel (`doit build_wheel wheel=stock` removes it).
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from zoobuild import paths
+from zoobuild import atomic, paths
+from zoobuild.digest import sha256_file
 from zoobuild.errors import UserError
 
 TF_NAME = "tensorflow-cpu"
@@ -103,10 +102,7 @@ def closure(names, exclude=(), lock=None) -> list[str]:
     result = _closure(names, exclude, lock)
     _CLOSURES[memo_key] = saved[memo_key] = result
     try:
-        store.parent.mkdir(parents=True, exist_ok=True)
-        tmp = store.with_name(f".closures.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(saved))
-        os.replace(tmp, store)
+        atomic.write_text(store, json.dumps(saved))
     except OSError:
         pass
     return list(result)
@@ -155,16 +151,6 @@ def _wheel_name(filename: str) -> tuple[str, str]:
     return norm(parts[0]), parts[1]
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def wheelhouse_dir() -> Path:
     return paths.BUILD / "wheelhouse"
 
@@ -208,12 +194,10 @@ def fetch(names, debs=(), dest=None, log=print) -> dict:
     def take_compiled(name):
         wheel = sel["wheel"]
         target = dest / wheel.name
-        if not target.exists() or _sha256(target) != _sha256(wheel):
-            tmp = dest / f".{wheel.name}.tmp-{os.getpid()}"
-            shutil.copy2(wheel, tmp)
-            os.replace(tmp, target)
+        if not target.exists() or sha256_file(target) != sha256_file(wheel):
+            atomic.copy_file(wheel, target)
         index["wheels"][name] = {"file": wheel.name, "version": _wheel_name(wheel.name)[1],
-                                 "sha256": _sha256(target), "compiled": True}
+                                 "sha256": sha256_file(target), "compiled": True}
 
     if sel is not None and sel["replaces"] is None and TF_NAME in wanted:
         take_compiled(sel["dist"])
@@ -245,7 +229,7 @@ def fetch(names, debs=(), dest=None, log=print) -> dict:
             by_name.setdefault((n, v), []).append(whl)
         for name, version, hashes in todo:
             for whl in by_name.get((name, version), []):
-                digest = _sha256(whl)
+                digest = sha256_file(whl)
                 if digest in hashes:
                     index["wheels"][name] = {"file": whl.name, "version": version, "sha256": digest}
                     break
@@ -264,10 +248,8 @@ def fetch(names, debs=(), dest=None, log=print) -> dict:
         files = sorted(dest.glob(f"{deb}_*.deb"), key=lambda p: p.stat().st_mtime)
         if res.returncode != 0 or not files:
             raise UserError(f"apt-get download {deb} failed: {res.stderr.strip()[-200:]}")
-        index["debs"][deb] = {"file": files[-1].name, "sha256": _sha256(files[-1])}
-    tmp = index_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
-    os.replace(tmp, index_path)
+        index["debs"][deb] = {"file": files[-1].name, "sha256": sha256_file(files[-1])}
+    atomic.write_json(index_path, index)
     return index
 
 

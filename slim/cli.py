@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-from zoobuild.errors import UserError
+from zoobuild.errors import UserError, cli_main
 
 
 def _train(job, args):
@@ -46,7 +46,19 @@ def _launch(job, args):
 COMMANDS = {"train": _train, "eval": _eval, "export": _export, "launch": _launch}
 
 
+def _read_job(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError as err:
+        raise UserError(f"--config {path}: cannot read: {err.strerror}") from None
+    except ValueError as err:
+        raise UserError(f"--config {path}: expected a job JSON object ({err})") from None
+
+
+@cli_main
 def main(argv=None):
+    """Exit status 0 done, 2 bad input (one line on stderr), 1 the stage itself failed."""
     p = argparse.ArgumentParser(prog="python -m slim.cli")
     p.add_argument("command", choices=sorted(COMMANDS))
     p.add_argument("--config", required=True, help="job JSON")
@@ -54,17 +66,7 @@ def main(argv=None):
     p.add_argument("--job", default="worker", choices=("ps", "worker"))
     p.add_argument("--task", type=int, default=0)
     args = p.parse_args(argv)
-    try:
-        with open(args.config) as f:
-            job = json.load(f)
-        COMMANDS[args.command](job, args)
-    except UserError as err:
-        print(f"zoobuild: {err}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as err:
-        print(f"zoobuild: {args.config}: {err}", file=sys.stderr)
-        return 1
-    return 0
+    COMMANDS[args.command](_read_job(args.config), args)
 
 
 if __name__ == "__main__":

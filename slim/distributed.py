@@ -30,14 +30,22 @@ def load_cluster(path):
         text = path.read_text()
     except OSError as err:
         raise UserError(f"cluster: cannot read {path}: {err.strerror}") from None
-    try:
-        if path.suffix in (".yml", ".yaml"):
-            import yaml
+    if path.suffix in (".yml", ".yaml"):
+        import yaml
+        try:
             data = yaml.safe_load(text)
-        else:
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem_mark", None)
+            at = f" at line {where.line + 1}" if where is not None else ""
+            raise UserError(f"cluster: {path} is not valid YAML{at}: "
+                            f"{getattr(err, 'problem', None) or err}; expected ps/worker lists "
+                            "of host:port") from None
+    else:
+        try:
             data = json.loads(text)
-    except ValueError as err:
-        raise UserError(f"cluster: {path} is not valid JSON/YAML: {err}") from None
+        except ValueError as err:
+            raise UserError(f"cluster: {path} is not valid JSON: {err}; expected ps/worker "
+                            "lists of host:port") from None
     return validate_cluster(data, str(path))
 
 

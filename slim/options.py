@@ -71,6 +71,25 @@ EVAL_OPTIONS = [
     ("eval_image_size", int, 0, "eval input size; 0 = train_image_size or the net's", None),
 ]
 
+# What each number takes where its type allows more: (minimum, maximum), inclusive, None =
+# open.  Counts are at least 1; 0 only where the help says what 0 means (off, the net's own).
+RANGES = {
+    "batch_size": (1, None), "steps": (1, None), "train_image_size": (0, None),
+    "labels_offset": (0, None), "weight_decay": (0.0, None), "batch_norm_decay": (0.0, 1.0),
+    "adadelta_rho": (0.0, 1.0), "adagrad_initial_accumulator_value": (0.0, None),
+    "adam_beta1": (0.0, 1.0), "adam_beta2": (0.0, 1.0), "opt_epsilon": (0.0, None),
+    "ftrl_learning_rate_power": (None, 0.0), "ftrl_initial_accumulator_value": (0.0, None),
+    "ftrl_l1": (0.0, None), "ftrl_l2": (0.0, None), "momentum": (0.0, 1.0),
+    "rmsprop_momentum": (0.0, 1.0), "rmsprop_decay": (0.0, 1.0),
+    "learning_rate": (0.0, None), "end_learning_rate": (0.0, None),
+    "learning_rate_decay_factor": (0.0, 1.0), "num_epochs_per_decay": (0.0, None),
+    "warmup_epochs": (0.0, None), "label_smoothing": (0.0, 1.0),
+    "moving_average_decay": (0.0, 1.0), "replicas_to_aggregate": (0, None),
+    "log_every_n_steps": (1, None), "save_summaries_secs": (0, None),
+    "save_interval_secs": (0, None), "save_interval_steps": (0, None), "shuffle_seed": (0, None),
+    "eval_batch_size": (1, None), "max_num_batches": (0, None), "eval_image_size": (0, None),
+}
+
 
 def defaults(table=TRAIN_OPTIONS):
     return {name: (list(d) if isinstance(d, list) else d) for name, _, d, _, _ in table}

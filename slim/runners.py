@@ -10,18 +10,12 @@ import json
 import os
 from pathlib import Path
 
-from zoobuild import paths
+from zoobuild import atomic, paths
 from zoobuild.errors import UserError
 
 
 def _write_job(job, workdir):
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    path = workdir / "job.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(job, indent=1, default=str))
-    tmp.replace(path)
-    return path
+    return atomic.write_text(Path(workdir) / "job.json", json.dumps(job, indent=1, default=str))
 
 
 def run_local(command, job, workdir, cluster=None, image=None):
@@ -34,23 +28,6 @@ def run_local(command, job, workdir, cluster=None, image=None):
             argv[0] = "launch"
     if cli.main(argv) != 0:
         raise UserError(f"{command} failed (see the line above)")
-
-
-def model_image(model, plan=None):
-    """The model image's tag: images.build's tag function (over the caller's plan, when the
-    doit wiring passes the one it loaded), else build/images.json."""
-    try:
-        from images.build import model_image_tag
-    except ImportError:
-        model_image_tag = None
-    if model_image_tag is not None:
-        return model_image_tag(model, plan=plan)
-    records = paths.BUILD / "images.json"
-    if records.is_file():
-        for tag in json.loads(records.read_text()):
-            if tag.rsplit(":", 1)[-1].startswith(model) or f"/{model}" in tag:
-                return tag
-    raise UserError(f"runner=docker: no image for model {model}; run `doit images` first")
 
 
 def docker_mounts(job):
@@ -74,8 +51,11 @@ def docker_mounts(job):
 def run_docker(command, job, workdir, cluster=None, echo=print, image=None):
     if cluster:
         raise UserError("runner=docker: distributed training (cluster=) runs with runner=local")
+    if not image:   # the doit wiring looks the tag up in the plan it loaded (specs=, image_args=)
+        raise UserError(f"runner=docker: no image tag given for model {job['cfg'].get('model')}; "
+                        "the caller passes the model image's tag (image=)")
     from images.engine import client as docker_client, run_to_completion
-    tag = image or model_image(job["cfg"]["model"])
+    tag = image
     job_file = _write_job(job, workdir)
     client = docker_client()
     try:
@@ -98,8 +78,7 @@ RUNNER_NAMES = tuple(RUNNERS)
 
 
 def run(runner, command, job, workdir, cluster=None, image=None):
-    """Run one slim.cli command; `image` (runner=docker) is the tag to run in, else the
-    model's image from the default specs."""
+    """Run one slim.cli command; `image` (runner=docker) is the tag of the image to run in."""
     if runner not in RUNNERS:
         raise UserError(f"runner: unknown {runner!r}; expected one of: {', '.join(RUNNER_NAMES)}")
     RUNNERS[runner](command, job, workdir, cluster=cluster, image=image)

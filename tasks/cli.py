@@ -48,6 +48,11 @@ class Why(DoitCmdBase):
                 else:
                     for line in keys.stale_reasons(key, _previous_marker(outdir)):
                         self.outstream.write(f"  {line}\n")
+                    from tasks.cache import why_line
+
+                    cached = why_line(key.stage, key.hex)
+                    if cached:
+                        self.outstream.write(f"  {cached}\n")
             for kind, items in (status.reasons or {}).items():
                 if not items:
                     continue
@@ -115,7 +120,7 @@ class Graph(DoitCmdBase):
 
 
 class Vars(DoitCmdBase):
-    doc_purpose = "list the typed variables (name=value) every task accepts"
+    doc_purpose = "list the typed variables (name=value) every task accepts, with their valid values"
     doc_usage = ""
     doc_description = None
     cmd_options = ()
@@ -124,7 +129,9 @@ class Vars(DoitCmdBase):
         for name in sorted(params.registry()):
             for var in params.registry()[name]:
                 choices = f" one of {{{', '.join(map(str, var.choices))}}}" if var.choices else ""
+                declared = var.minimum is not None or var.maximum is not None or var.check
+                valid = f" valid: {var.expected()}" if declared and not var.choices else ""
                 owner = var.owner.removeprefix("tasks.")
                 self.outstream.write(f"{name:24s} {var.type.__name__:5s} default={var.default!r}"
-                                     f"{choices}  [{owner}] {var.help}\n")
+                                     f"{choices}{valid}  [{owner}] {var.help}\n")
         return 0

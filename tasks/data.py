@@ -17,10 +17,11 @@ own keys) and depend on TFRECORDS_TASK.
 from __future__ import annotations
 
 import functools
-from importlib import metadata
 from pathlib import Path
 
 from zoobuild import keys, paths
+from zoobuild.produce import produce
+from tasks.cache import shared_cache
 from tasks.errors import UserError, guarded
 from tasks.params import Var
 
@@ -34,31 +35,51 @@ SYNTHETIC_TASK = "synthetic"
 # images could not tell one flipped image from a broken conversion).
 SYNTHETIC = {"num_classes": 10, "train_per_class": 40, "val_per_class": 50,
              "image_size": 144, "seed": 0, "dirty": False}
-_SYNTHETIC_CODE = ["datasets/synthetic.py", "datasets/layout.py"]
-_CONVERT_CODE = ["datasets/convert.py", "datasets/source.py", "datasets/imageinfo.py",
-                 "datasets/tfrecord.py", "datasets/layout.py"]
+# The modules each stage runs; its key holds their computed import closure and the
+# versions of the libraries they reach (numpy, pillow: the bytes depend on them).
+_SYNTHETIC_ENTRIES = ["datasets.synthetic"]
+_CONVERT_ENTRIES = ["datasets.convert"]
 _RAW_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar",
               "ILSVRC2012_bbox_train_v2.tar.gz", "imagenet_2012_validation_synset_labels.txt",
               "imagenet_metadata.txt")
 
+
+def _shard_count(name: str):
+    def check(text: str) -> None:
+        from datasets.shardplan import check_shard_count
+
+        check_shard_count(name, text)
+
+    check.__doc__ = "auto or a count from 1 to 99999"
+    return check
+
+
+def _check_shard_range(text: str) -> None:
+    """LO:HI with 0 <= LO < HI (<= train_shards + validation_shards when both are counts)"""
+    from datasets.shardplan import parse_shard_range
+
+    counts = (TRAIN_SHARDS.get(), VALIDATION_SHARDS.get())
+    parse_shard_range(text, None if "auto" in counts else sum(int(c) for c in counts))
+
+
 DATA_DIR = Var("data_dir", str, "", "ILSVRC2012 files (local dir or fsspec URL); empty: the synthetic set")
 OUT_DIR = Var("out_dir", str, "", "where the TFRecords go; empty: build/tfrecords/<kind>/<key12>")
-TRAIN_SHARDS = Var("train_shards", int, 1024, "number of train-*-of-N shards")
-VALIDATION_SHARDS = Var("validation_shards", int, 128, "number of validation-*-of-N shards")
-SEED = Var("seed", int, 0, "seed of the shuffle of examples across shards")
+TRAIN_SHARDS = Var("train_shards", str, "auto", "train-*-of-N shards: auto (1024 for the full "
+                   "ILSVRC2012 train split, else ~150 MB each, at least 1) or a count",
+                   check=_shard_count("train_shards"))
+VALIDATION_SHARDS = Var("validation_shards", str, "auto", "validation-*-of-N shards: auto (128 for "
+                        "the full ILSVRC2012 validation split, else ~150 MB each) or a count",
+                        check=_shard_count("validation_shards"))
+SEED = Var("seed", int, 0, "seed of the shuffle of examples across shards", minimum=0)
 STRICT = Var("strict", bool, False, "stop at the first undecodable image instead of skipping it")
-SHARD_RANGE = Var("shard_range", str, "", "LO:HI: convert only these shards (train then validation)")
-WORKERS = Var("workers", int, 0, "conversion worker processes; 0: one per CPU")
-
-
-def _versions() -> dict:
-    # the generated and re-encoded bytes depend on these libraries
-    return {name: metadata.version(name) for name in ("numpy", "pillow")}
+SHARD_RANGE = Var("shard_range", str, "", "LO:HI: convert only these shards (train then validation)",
+                  check=_check_shard_range)
+WORKERS = Var("workers", int, 0, "conversion worker processes; 0: one per CPU", minimum=0)
 
 
 @functools.lru_cache(maxsize=None)
 def synthetic_key() -> keys.Key:
-    return keys.make_key("synthetic", code=_SYNTHETIC_CODE, params={**SYNTHETIC, **_versions()})
+    return keys.make_key("synthetic", entries=_SYNTHETIC_ENTRIES, params=SYNTHETIC)
 
 
 def synthetic_dir() -> Path:
@@ -72,7 +93,7 @@ def _data_dir() -> str:
 def _input_digests(data_dir: str) -> dict:
     if not DATA_DIR.get():
         return {"synthetic": synthetic_key().hex}
-    from datasets.source import Source, is_url
+    from datasets.storage import Source, is_url
 
     src = Source(data_dir)
     if not is_url(data_dir) and not Path(data_dir).is_dir():
@@ -89,15 +110,19 @@ def _input_digests(data_dir: str) -> dict:
 
 
 def _params() -> dict:
-    return {"train_shards": TRAIN_SHARDS.get(), "validation_shards": VALIDATION_SHARDS.get(),
-            "seed": SEED.get(), "strict": STRICT.get(), **_versions()}
+    from datasets.shardplan import check_shard_count
+
+    # "auto" is resolved from the data at conversion; the input digests in the key pin it
+    return {"train_shards": check_shard_count("train_shards", TRAIN_SHARDS.get()),
+            "validation_shards": check_shard_count("validation_shards", VALIDATION_SHARDS.get()),
+            "seed": SEED.get(), "strict": STRICT.get()}
 
 
 @functools.lru_cache(maxsize=None)
 def _tfrecords_key(data_dir: str, params_json: str) -> keys.Key:
     import json
 
-    return keys.make_key("imagenet_tfrecords", code=_CONVERT_CODE, params=json.loads(params_json),
+    return keys.make_key("imagenet_tfrecords", entries=_CONVERT_ENTRIES, params=json.loads(params_json),
                          inputs=_input_digests(data_dir))
 
 
@@ -117,11 +142,14 @@ def default_tfrecords_dir() -> Path:
 def _make_synthetic(outdir: str, key: keys.Key) -> None:
     from datasets.synthetic import make_mini_ilsvrc
 
-    with keys.atomic_dir(outdir) as tmp:
+    def build(tmp):
         made = make_mini_ilsvrc(tmp, **SYNTHETIC)
-        keys.mark_complete(tmp, key, {"train": made.train_count, "validation": made.val_count})
-    print(f"synthetic mini-ILSVRC: {made.train_count} train + {made.val_count} validation "
-          f"images of {SYNTHETIC['num_classes']} classes in {outdir}")
+        return {"train": made.train_count, "validation": made.val_count}
+
+    how = produce("synthetic", key, outdir, build, cache=shared_cache())
+    counts = keys.read_marker(outdir) or {}
+    print(f"synthetic mini-ILSVRC ({how}): {counts.get('train')} train + {counts.get('validation')} "
+          f"validation images of {SYNTHETIC['num_classes']} classes in {outdir}")
 
 
 def task_synthetic():
@@ -131,7 +159,7 @@ def task_synthetic():
     return {
         "actions": [(guarded(_make_synthetic), (str(outdir), key))],
         "uptodate": [keys.key_uptodate(key, outdir)],
-        "meta": {"key": key},
+        "meta": {"key": key, "outdir": outdir},
         "doc": f"synthetic mini-ILSVRC -> {outdir}",
         "verbosity": 2,
     }
@@ -142,21 +170,44 @@ def _convert(data_dir: str, out_dir: str, key: keys.Key, params: dict, shard_ran
     from datasets.convert import convert
 
     out = Path(out_dir)
-    (out / keys.COMPLETE).unlink(missing_ok=True)  # the directory's content is about to change
-    report = convert(data_dir, out, train_shards=params["train_shards"],
-                     validation_shards=params["validation_shards"], seed=params["seed"],
-                     strict=params["strict"], shard_range=shard_range or None,
-                     workers=workers or None)
-    if not report["complete"]:
-        print(f"imagenet_tfrecords: shards {shard_range} written to {out}; the set is complete "
-              f"once every shard is there (run again without shard_range to finish)")
-        return
-    keys.mark_complete(out, key, {"examples": report["examples"],
-                                  "num_classes": report["num_classes"]})
+
+    def build(into):
+        (into / keys.COMPLETE).unlink(missing_ok=True)  # the directory's content is about to change
+        return convert(data_dir, into, train_shards=params["train_shards"],
+                       validation_shards=params["validation_shards"], seed=params["seed"],
+                       strict=params["strict"], shard_range=shard_range or None,
+                       workers=workers or None)
+
+    if shard_range:                     # a part of the set: written in place, never a whole entry
+        report = build(out)
+        if not report["complete"]:
+            print(f"imagenet_tfrecords: shards {shard_range} written to {out}; the set is complete "
+                  f"once every shard is there (run again without shard_range to finish)")
+            return
+        keys.mark_complete(out, key, _marker_fields(report))
+    else:
+        made = []
+
+        def build_all(into):
+            made.append(build(into))
+            return _marker_fields(made[0])
+
+        how = produce("tfrecords", key, out, build_all, cache=shared_cache(),
+                      in_place=True)             # in place: an interrupted run resumes
+        if not made:
+            print(f"imagenet_tfrecords: {how} {out}")
+            return
+        report = made[0]
     print(f"imagenet_tfrecords: {report['examples']['train']} train + "
-          f"{report['examples']['validation']} validation examples, {report['num_classes']} "
+          f"{report['examples']['validation']} validation examples in {report['shards']['train']}"
+          f" + {report['shards']['validation']} shards, {report['num_classes']} "
           f"classes, {len(report['skipped'])} skipped, {len(report['reencoded'])} re-encoded "
           f"-> {out}")
+
+
+def _marker_fields(report: dict) -> dict:
+    return {"examples": report["examples"], "shards": report["shards"],
+            "num_classes": report["num_classes"]}
 
 
 def _fail(err: UserError):
@@ -168,6 +219,7 @@ def _fail(err: UserError):
 
 def task_imagenet_tfrecords():
     """ILSVRC2012 tars -> slim TFRecord shards (vars: data_dir, out_dir, train_shards, validation_shards, seed)."""
+    _params()  # a bad shard count stops the load with one line
     try:
         data_dir = _data_dir()
         key = tfrecords_key()
@@ -179,7 +231,7 @@ def task_imagenet_tfrecords():
         "actions": [(guarded(_convert), (data_dir, str(out_dir), key, _params(), shard_range,
                                           WORKERS.get()))],
         "uptodate": [keys.key_uptodate(key, out_dir)] if not shard_range else [False],
-        "meta": {"key": key},
+        "meta": {"key": key, "outdir": out_dir},
         "doc": f"ILSVRC2012 -> slim TFRecords in {out_dir}",
         "verbosity": 2,
     }

@@ -2,6 +2,7 @@
 from tasks.errors import guarded
 from zoobuild.keys import make_key
 from tasks.params import Var
+from tasks.uptodate import stale_on_error
 
 __all__ = ["task_engine", "task_registry", "task_base_image"]
 
@@ -35,7 +36,7 @@ def task_registry():
 def base_image_key():
     from images.base import DEFAULT_PACKAGES, DEFAULT_SUITE
 
-    return make_key("base_image", code=["images/base.py"],
+    return make_key("base_image", entries=["images.base"],
                     params={"ref": BASE_REF.get(), "suite": DEFAULT_SUITE,
                             "packages": sorted(DEFAULT_PACKAGES)})
 
@@ -43,22 +44,21 @@ def base_image_key():
 def _base_image(ref):
     from images import base, engine
 
-    how = base.ensure_base_image(engine.client(), ref)
+    from tasks.cache import image_registry
+
+    how = base.ensure_base_image(engine.client(), ref, registry_cache=image_registry())
     print(f"{ref}: {how}")
 
 
 def _base_image_uptodate(ref):
-    def check(task, values):
+    def check():
         from images import base, engine
 
-        try:
-            img = engine.client(start=False).images.get(ref)
-        except Exception:
-            return False
+        img = engine.client(start=False).images.get(ref)   # no engine, no image: stale
         label = (img.labels or {}).get(base.KEY_LABEL)
         return label is None or label == base.base_key(base.DEFAULT_SUITE, base.DEFAULT_PACKAGES)
 
-    return check
+    return stale_on_error(check, f"{ref} present")
 
 
 def task_base_image():

@@ -1,5 +1,5 @@
 """Turning a UserError (zoobuild.errors) into doit's failure: one line, no traceback."""
-from zoobuild.errors import UserError
+from zoobuild.errors import BAD_INPUT, UserError, report
 
 
 def guarded(fn):
@@ -24,11 +24,10 @@ def wrap_task_creators(namespace: dict) -> None:
     (a data_dir that is not there, say) becomes one line and exit status 2, not a traceback."""
     import functools
     import inspect
-    import sys
 
     def fail(err):
-        print(f"zoobuild: {err}", file=sys.stderr, flush=True)
-        raise SystemExit(2)
+        report(err)
+        raise SystemExit(BAD_INPUT)
 
     for name, creator in list(namespace.items()):
         if not name.startswith("task_") or not callable(creator):

@@ -16,14 +16,26 @@ from __future__ import annotations
 from zoobuild import paths
 from tasks.engine import BASE_REF
 from tasks.errors import UserError, guarded
-from tasks.params import Var
+from tasks.params import Var, host_port
+from tasks.uptodate import stale_on_error
 
 __all__ = ["task_dockerfiles", "task_wheelhouse", "task_model_packages", "task_images",
            "task_image_tests", "task_push", "task_init_spec"]
 
 SPECS = Var("specs", str, "specs", "directory of the image spec files (*.yml)")
-IMAGE_ARGS = Var("image_args", str, "", "build args K=V,K=V that win over the specs' args")
-REGISTRY = Var("registry", str, "", "registry host:port for `doit push` (default: the local one)")
+
+
+def _build_args(text: str) -> None:
+    """NAME=value,NAME=value"""
+    from images.assemble import parse_cli_args
+
+    parse_cli_args(text)
+
+
+IMAGE_ARGS = Var("image_args", str, "", "build args K=V,K=V that win over the specs' args",
+                 check=_build_args)
+REGISTRY = Var("registry", str, "", "registry host:port for `doit push` (default: the local one)",
+               check=host_port)
 NEW_MODEL = Var("new_model", str, "", "init_spec: name of the model to scaffold, like mobilenet_v1")
 CATEGORY = Var("category", str, "image-recognition", "init_spec: category slice set the model builds on")
 PRECISIONS = Var("precisions", list, ["fp32"], "init_spec: precisions to scaffold")
@@ -34,19 +46,45 @@ _PLAN = {}
 
 def _plan():
     """The expanded spec set (loaded once per process), or the UserError that loading raised."""
-    from images import build
+    from images import assemble, plan as plan_mod
 
     sig = (SPECS.get(), IMAGE_ARGS.get(), BASE_REF.get(), BASE_REF.given(), str(paths.BUILD))
     if sig not in _PLAN:
         try:
-            cli = build.assemble.parse_cli_args(IMAGE_ARGS.get()) if IMAGE_ARGS.get() else {}
+            cli = assemble.parse_cli_args(IMAGE_ARGS.get()) if IMAGE_ARGS.get() else {}
             if BASE_REF.given():
                 cli["BASE_IMAGE"] = BASE_REF.get()
-            _PLAN[sig] = build.load_plan(SPECS.get(), cli_args=cli)
+            _PLAN[sig] = plan_mod.load_plan(SPECS.get(), cli_args=cli)
             _PLAN[sig].memo = {}  # one doit run sees one snapshot of the tree
         except UserError as err:
             _PLAN[sig] = err
     return _PLAN[sig]
+
+
+def user_plan():
+    """The plan of this command line (specs=, image_args=, base_image=); raises its UserError."""
+    plan = _plan()
+    if isinstance(plan, UserError):
+        raise plan
+    return plan
+
+
+def model_image_tag(model: str, precision: str = "fp32", mode="training") -> str:
+    """The tag of model's image in the user's plan.  Stages that run in a model image call this
+    and pass the tag down (runner=docker: mode "training"; the benchmark: ("inference",
+    "training"), the first the specs define)."""
+    from images import plan as plan_mod
+
+    return plan_mod.model_image_tag(user_plan(), model, precision, mode)
+
+
+def model_image_tags(model: str, precision: str = "fp32") -> list[str]:
+    """Tags of model's images in the user's plan, inference first ([] when it has none, or when
+    the specs do not load: a release records the lineage it can find)."""
+    from images import plan as plan_mod
+
+    plan = _plan()
+    return [] if isinstance(plan, UserError) else plan_mod.model_image_tags(plan, model, precision)
 
 
 def _failed(name: str, err: UserError):
@@ -55,18 +93,6 @@ def _failed(name: str, err: UserError):
 
     task = {"actions": [guarded(fail)], "uptodate": [False]}
     return task if name is None else {"name": name, **task}
-
-
-def _safe(check, name="check"):
-    """An uptodate callable that answers False (stale) when the check itself fails."""
-    def wrapped(task, values):
-        try:
-            return bool(check())
-        except Exception:
-            return False
-
-    wrapped.__name__ = wrapped.__qualname__ = name
-    return wrapped
 
 
 # --- dockerfiles ----------------------------------------------------------------------------
@@ -97,8 +123,8 @@ def task_dockerfiles():
 
     return {
         "actions": [guarded(lambda: _write_dockerfiles(plan))],
-        "uptodate": [_safe(lambda: not assemble.out_of_date(plan.images, _dockerfiles_dir(plan)),
-                            "dockerfiles/ match the specs")],
+        "uptodate": [stale_on_error(lambda: not assemble.out_of_date(plan.images, _dockerfiles_dir(plan)),
+                                    "dockerfiles/ match the specs")],
         "verbosity": 2,
     }
 
@@ -106,33 +132,32 @@ def task_dockerfiles():
 # --- wheelhouse -----------------------------------------------------------------------------
 
 def _wheelhouse_key(plan):
-    from images import build, wheelhouse
+    from images import plan as plan_mod, wheelhouse
     from zoobuild.keys import file_digest, make_key
 
-    reqs, debs = build.wheelhouse_needs(plan)
+    reqs, debs = plan_mod.wheelhouse_needs(plan)
     sel = wheelhouse.selected_wheel_file()
-    return make_key("wheelhouse", code=["images/wheelhouse.py"], params={"requirements": reqs, "debs": debs},
+    return make_key("wheelhouse", entries=["images.wheelhouse"], params={"requirements": reqs, "debs": debs},
                     inputs={"lock": file_digest(wheelhouse.lock_path()),
                             "selected": file_digest(sel) if sel.exists() else "none"})
 
 
 def _fetch_wheelhouse(plan):
-    from images import build, wheelhouse
+    from images import plan as plan_mod, wheelhouse
     from zoobuild import keys
 
-    reqs, debs = build.wheelhouse_needs(plan)
-    index = wheelhouse.fetch(reqs, debs, build.wheelhouse_dir())
-    keys.mark_complete(build.wheelhouse_dir(), _wheelhouse_key(plan),
-                       {"wheels": len(index["wheels"]), "debs": len(index["debs"])})
-    print(f"wheelhouse: {len(index['wheels'])} wheels, {len(index['debs'])} debs in {build.wheelhouse_dir()}")
+    reqs, debs = plan_mod.wheelhouse_needs(plan)
+    dest = wheelhouse.wheelhouse_dir()
+    index = wheelhouse.fetch(reqs, debs, dest)
+    keys.mark_complete(dest, _wheelhouse_key(plan), {"wheels": len(index["wheels"]), "debs": len(index["debs"])})
+    print(f"wheelhouse: {len(index['wheels'])} wheels, {len(index['debs'])} debs in {dest}")
 
 
 def _command_tasks(argv=None) -> list[str]:
     """The task names this doit command line names (options and K=V variables left out)."""
-    import sys
+    from tasks import cmdline
 
-    argv = sys.argv[1:] if argv is None else argv
-    return [a for a in argv if not a.startswith("-") and "=" not in a]
+    return list((cmdline.current() if argv is None else cmdline.parse(argv)).tasks)
 
 
 def wheel_requested(argv=None) -> bool:
@@ -159,13 +184,13 @@ def task_wheelhouse():
     deps = ["build_wheel"] if wheel_requested() else []
 
     def uptodate():
-        from images import build
+        from images import wheelhouse
         from zoobuild import keys
 
-        return keys.is_complete(build.wheelhouse_dir(), _wheelhouse_key(plan))
+        return keys.is_complete(wheelhouse.wheelhouse_dir(), _wheelhouse_key(plan))
 
     return {"actions": [guarded(lambda: _fetch_wheelhouse(plan))], "task_dep": deps,
-            "uptodate": [_safe(uptodate, "wheelhouse key complete")], "verbosity": 2}
+            "uptodate": [stale_on_error(uptodate, "wheelhouse key complete")], "verbosity": 2}
 
 
 # --- model packages -------------------------------------------------------------------------
@@ -181,10 +206,10 @@ def task_model_packages():
             continue
 
         def uptodate(img=img):
-            from images import build
+            from images import imagekey
             from zoobuild import keys
 
-            key = build.package_key(plan, img)
+            key = imagekey.package_key(plan, img)
             return keys.is_complete(keys.run_dir("packages", img.slice.package.name, key), key)
 
         def make(img=img):
@@ -193,7 +218,7 @@ def task_model_packages():
             print(build.ensure_package(plan, img))
 
         yield {"name": img.slice.package.name, "actions": [guarded(make)],
-               "uptodate": [_safe(uptodate, "package content key complete")], "verbosity": 2,
+               "uptodate": [stale_on_error(uptodate, "package content key complete")], "verbosity": 2,
                "doc": f"model package {img.slice.package.name}.tar.gz"}
 
 
@@ -216,17 +241,19 @@ def task_images():
             deps.append(f"model_packages:{img.slice.package.name}")
 
         def up(img=img):
-            from images import build
+            from images import inspection
 
-            return build.is_uptodate(plan, img, record=True)
+            return inspection.is_uptodate(plan, img, record=True)
 
         def make(img=img):
             from images import build
 
-            build.build_image(plan, img)
+            from tasks.cache import image_registry
+
+            build.build_image(plan, img, registry_cache=image_registry())
 
         yield {"name": img.name, "actions": [guarded(make)], "task_dep": deps,
-               "uptodate": [_safe(up, f"{img.tag} carries its key")], "verbosity": 2,
+               "uptodate": [stale_on_error(up, f"{img.tag} carries its key")], "verbosity": 2,
                "doc": f"{img.tag} from dockerfiles/{img.dockerfile_path}"}
 
 
@@ -245,18 +272,8 @@ def task_image_tests():
             it.run_tests(img)
 
         yield {"name": img.name, "actions": [guarded(run)], "task_dep": [f"images:{img.name}"],
-               "uptodate": [_safe_check(imagetest.tests_uptodate(img))], "verbosity": 2,
+               "uptodate": [stale_on_error(imagetest.tests_uptodate(img))], "verbosity": 2,
                "doc": f"tests of {img.tag}: {', '.join(t.name for t in img.tests) or '(none)'}"}
-
-
-def _safe_check(check):
-    def wrapped(task, values):
-        try:
-            return bool(check(task, values))
-        except Exception:
-            return False
-
-    return wrapped
 
 
 def task_push():

@@ -12,10 +12,6 @@ READ_ONLY = {"list", "info", "help", "why", "graph", "vars", "dumpdb", "tabcompl
 _held = None
 
 
-def wants_lock(argv) -> bool:
-    return not (set(argv[1:]) & READ_ONLY)
-
-
 def hold_run_lock() -> None:
     """Take build/doit.lock for this process's lifetime, waiting (with one line) if it is held."""
     global _held
@@ -36,12 +32,15 @@ def hold_run_lock() -> None:
     _held = fd
 
 
-def prepare(argv) -> None:
-    """What every dodo file does after declaring its tasks: check the variables, make the build
-    directory, and take the run lock for commands that run tasks."""
-    from tasks import params
+def prepare(argv, default_tasks=None) -> None:
+    """What every dodo file does after declaring its tasks: check the variables (a bad value
+    stops here, one line and exit status 2, before any task creator or task runs), read the
+    command line once, make the build directory, and take the run lock for commands that run
+    tasks."""
+    from tasks import cmdline, params
 
     params.check_cmdline()
+    line = cmdline.remember(argv[1:], default_tasks)
     paths.BUILD.mkdir(parents=True, exist_ok=True)
-    if wants_lock(argv):
+    if line.command not in READ_ONLY:
         hold_run_lock()

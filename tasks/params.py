@@ -1,17 +1,27 @@
 """Typed doit variables: declared once, parsed and checked in one place.
 
     MODEL = Var("model", str, "vgg_16", "net to train", choices=NET_NAMES)
+    STEPS = Var("steps", int, 10, "stop at this global step", minimum=1)
+    VERSION = Var("version", str, "", "release to publish", check=release_or_range)
     MODEL.get()  # the value of `doit train model=...`, or the default
 
-A name may be declared by several stages (batch_size for train and benchmark)
-as long as the types agree; each declaration keeps its own default.
+Every variable says what values it takes: a type, and where the type allows more than
+makes sense, `choices`, a `minimum` and/or `maximum` (inclusive; counts are at least 1, 0
+only where it means "off" or "automatic"), or a `check` of its format.  A `check` gets the
+parsed value and raises ValueError("expected ...") or a UserError naming the variable; its
+docstring's first line says what it expects (`doit vars`).  For a string variable whose
+default is "" (meaning "not given"), the empty string is not checked.
+
+`check_cmdline` checks every `name=value` on the command line when dodo.py loads, so a bad
+value stops the load with one line and exit status 2 before any task runs.
 """
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from typing import Callable
 
-from zoobuild.errors import UserError
+from zoobuild.errors import BAD_INPUT, UserError, report
 
 _REGISTRY: dict[str, list["Var"]] = {}
 
@@ -50,7 +60,11 @@ class Var:
     default: object
     help: str
     choices: tuple | None = None
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    check: Callable | None = None
     owner: str = field(default="")
+    _parsed: tuple | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         if self.type not in _PARSERS:
@@ -77,7 +91,29 @@ class Var:
             bad = [v for v in (value if isinstance(value, list) else [value]) if v not in self.choices]
             if bad:
                 raise UserError(f"{self.name}={text!r}: expected one of {', '.join(map(str, self.choices))}")
+        if ((self.minimum is not None and value < self.minimum)
+                or (self.maximum is not None and value > self.maximum)):
+            raise UserError(f"{self.name}={text!r}: expected {self.expected()} ({self.help})")
+        if self.check is not None and not (value == "" and self.default == ""):
+            try:
+                self.check(value)
+            except ValueError as err:
+                raise UserError(f"{self.name}={text!r}: {err}") from None
         return value
+
+    def expected(self) -> str:
+        """What values this variable takes, in words (for messages, `doit vars` and the README)."""
+        if self.choices is not None:
+            return f"one of {', '.join(map(str, self.choices))}"
+        if self.minimum is not None and self.maximum is not None:
+            return f"{_TYPE_NAMES[self.type]} from {self.minimum} to {self.maximum}"
+        if self.minimum is not None:
+            return f"{_TYPE_NAMES[self.type]} >= {self.minimum}"
+        if self.maximum is not None:
+            return f"{_TYPE_NAMES[self.type]} <= {self.maximum}"
+        if self.check is not None and self.check.__doc__:
+            return self.check.__doc__.strip().splitlines()[0]
+        return _TYPE_NAMES[self.type]
 
     def given(self) -> bool:
         return self.name in _cmdline()
@@ -85,8 +121,13 @@ class Var:
     def get(self):
         raw = _cmdline().get(self.name)
         if raw is None:
-            return list(self.default) if isinstance(self.default, list) else self.default
-        return self.parse(raw)
+            value = self.default
+        elif self._parsed is not None and self._parsed[0] == raw:
+            value = self._parsed[1]   # checked once: a cluster file is not re-read per task
+        else:
+            value = self.parse(raw)
+            self._parsed = (raw, value)
+        return list(value) if isinstance(value, list) else value
 
 
 def registry() -> dict[str, list[Var]]:
@@ -103,5 +144,54 @@ def check_cmdline() -> None:
             for var in _REGISTRY[name]:
                 var.parse(raw)
     except UserError as err:
-        print(f"zoobuild: {err}", file=sys.stderr)
-        raise SystemExit(2)
+        report(err)
+        raise SystemExit(BAD_INPUT)
+
+
+# ---------------------------------------------------------------- formats
+# A format's first docstring line says what it expects; Var.expected() shows it.
+
+def release_or_range(text: str) -> None:
+    """X.Y.Z[-YYYYMMDD], bleedingedge, latest, or a range ^X[.Y[.Z]] / ~X.Y[.Z]"""
+    from artifacts import semver
+
+    if text in ("bleedingedge", "latest"):
+        return
+    try:
+        semver.parse_range(text)
+    except UserError:
+        raise ValueError("expected X.Y.Z or X.Y.Z-YYYYMMDD (like 1.2.0) or bleedingedge; for "
+                         "fetch also latest or a range ^X[.Y[.Z]] / ~X.Y[.Z]") from None
+
+
+def is_release(text: str) -> bool:
+    """An exact version X.Y.Z[-YYYYMMDD] or the bleedingedge channel: what publish accepts."""
+    from artifacts import semver
+
+    return text == "bleedingedge" or semver.is_version(text)
+
+
+def json_object(text: str) -> None:
+    """a JSON object, like {"key": "value"}"""
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise ValueError(f"expected a JSON object ({err})") from None
+    if not isinstance(value, dict):
+        raise ValueError("expected a JSON object, like {\"key\": \"value\"}")
+
+
+def host_port(text: str) -> None:
+    """HOST:PORT, port 1..65535"""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected HOST:PORT with a port from 1 to 65535, like 127.0.0.1:5000")
+
+
+def cluster_file(text: str) -> None:
+    """a JSON/YAML file of ps and worker lists of host:port"""
+    from slim.distributed import load_cluster
+
+    load_cluster(text)   # a UserError that names the file and what was expected

@@ -20,21 +20,24 @@ import json
 import platform
 from pathlib import Path
 
-from slim.recipes import DEFAULT_MODEL
+from tasks.cache import shared_cache
+from zoobuild.produce import produce
 from zoobuild import keys, paths
 from tasks.errors import UserError, guarded
-from tasks.params import Var
+from tasks import cmdline
+from tasks.common import MODEL
+from tasks.params import Var, is_release, json_object, release_or_range
 
 __all__ = ["task_convert", "task_benchmark", "task_publish", "task_fetch"]
 
 _PRECISIONS = ("fp32", "fp16", "int8")
 
-MODEL = Var("model", str, DEFAULT_MODEL, "net to train, convert, benchmark and publish")
 EXPORT_DIR = Var("export_dir", str, "", "SavedModel export dir; empty: the one `doit export` made")
 PRECISIONS = Var("precisions", list, ["fp32", "fp16", "int8"], "convert: precisions to convert and gate",
                  choices=_PRECISIONS)
-ONNX_BATCH = Var("onnx_batch", int, 1, "convert: fixed batch of the ONNX models (0: dynamic)")
-OPSET = Var("opset", int, 17, "convert: ONNX opset")
+ONNX_BATCH = Var("onnx_batch", int, 1, "convert: fixed batch of the ONNX models (0: dynamic)",
+                 minimum=0)
+OPSET = Var("opset", int, 17, "convert: ONNX opset", minimum=1)
 NCHW = Var("nchw", bool, False, "convert: NCHW input for the ONNX models")
 KEEP_IO = Var("keep_io_types", bool, True, "convert: fp16 keeps float32 inputs and outputs")
 CALIB_DIR = Var("calib_dir", str, "", "convert: TFRecords for int8 calibration; empty: the default "
@@ -44,23 +47,29 @@ BACKEND = Var("backend", str, "onnx", "benchmark: tf (SavedModel) or onnx (conve
 PRECISION = Var("precision", str, "fp32", "benchmark: which converted precision", choices=_PRECISIONS)
 MODE = Var("mode", str, "benchmark", "benchmark: benchmark (latency, throughput) or accuracy (top-1/5)",
            choices=("benchmark", "accuracy"))
-BENCH_BATCH = Var("bench_batch_size", int, 8, "benchmark: offline batch size (a fixed-batch ONNX uses its own)")
-WARMUP = Var("warmup", int, 5, "benchmark: untimed queries before each phase")
-MIN_DURATION = Var("min_duration", float, 2.0, "benchmark: minimum seconds per phase")
-MIN_QUERIES = Var("min_queries", int, 100, "benchmark: minimum queries per phase")
-BENCH_STEPS = Var("bench_steps", int, 0, "benchmark: exactly this many queries per phase (0: use durations)")
+BENCH_BATCH = Var("bench_batch_size", int, 8, "benchmark: offline batch size (a fixed-batch ONNX uses its own)",
+                  minimum=1)
+WARMUP = Var("warmup", int, 5, "benchmark: untimed queries before each phase", minimum=0)
+MIN_DURATION = Var("min_duration", float, 1.0, "benchmark: minimum seconds per phase", minimum=0.0)
+MIN_QUERIES = Var("min_queries", int, 1024, "benchmark: minimum queries per phase (1024: enough for p99.9)",
+                  minimum=1)
+BENCH_STEPS = Var("bench_steps", int, 0, "benchmark: exactly this many queries per phase (0: use durations)",
+                  minimum=0)
 BENCH_DATA = Var("bench_data_dir", str, "", "benchmark: TFRecords; empty: synthetic seeded inputs "
                  "(accuracy mode: the default TFRecords)")
-MAX_IMAGES = Var("max_images", int, 0, "benchmark accuracy mode: stop after this many images (0: all)")
-SOCKET_ID = Var("socket_id", int, -1, "benchmark: NUMA socket to bind to (-1: none)")
-CORES = Var("cores", int, 0, "benchmark: cores per instance (0: no pinning)")
-INSTANCES = Var("instances", int, 1, "benchmark: concurrent pinned instances")
+MAX_IMAGES = Var("max_images", int, 0, "benchmark accuracy mode: stop after this many images (0: all)",
+                 minimum=0)
+SOCKET_ID = Var("socket_id", int, -1, "benchmark: NUMA socket to bind to (-1: none)", minimum=-1)
+CORES = Var("cores", int, 0, "benchmark: cores per instance (0: no pinning)", minimum=0)
+INSTANCES = Var("instances", int, 1, "benchmark: concurrent pinned instances", minimum=1)
 BENCH_RUNNER = Var("bench_runner", str, "local", "benchmark: local (this machine) or docker (the model's image)",
                    choices=("local", "docker"))
 
-VERSION = Var("version", str, "", "publish: X.Y.Z[-YYYYMMDD] or bleedingedge (empty: bleedingedge); fetch: ^X.Y, ~X.Y.Z, exact or latest")
+VERSION = Var("version", str, "", "publish: X.Y.Z[-YYYYMMDD] or bleedingedge (empty: bleedingedge); fetch: ^X.Y, ~X.Y.Z, exact or latest",
+              check=release_or_range)
 STORE = Var("store", str, "", "artifact store: a directory or file://, s3://, gs:// URL (default build/store)")
-STORE_OPTIONS = Var("store_options", str, "", "fsspec storage options as JSON, e.g. {\"endpoint_url\": ...}")
+STORE_OPTIONS = Var("store_options", str, "", "fsspec storage options as JSON, e.g. {\"endpoint_url\": ...}",
+                    check=json_object)
 ARCH = Var("arch", str, platform.machine(), "publish/fetch: artifact arch")
 FETCH_DIR = Var("fetch_dir", str, "", "fetch: where models are unpacked (default build/fetched)")
 
@@ -159,7 +168,7 @@ def convert_key(model: str) -> keys.Key:
     inputs = {"export": _export_digest(export_dir(model), model)}
     if params["calib_dir"]:
         inputs["calibration"] = _data_identity(params["calib_dir"])
-    return keys.make_key("convert", code=["slim/convert.py"], params=params, inputs=inputs)
+    return keys.make_key("convert", entries=["slim.convert"], params=params, inputs=inputs)
 
 
 def convert_dir(model: str) -> Path:
@@ -173,12 +182,16 @@ def _convert(model: str, src: str, out: str, key: keys.Key, params: dict) -> Non
     calib = params["calib_dir"]
     if calib and not CALIB_DIR.get() and not Path(calib).is_dir():
         calib = ""  # export_dir= without the default data set: calibrate on seeded inputs
-    with keys.atomic_dir(out) as tmp:
+
+    def build(tmp):
         report = convert.convert(src, tmp, precisions=params["precisions"], batch_size=params["onnx_batch"],
                                  opset=params["opset"], nchw=params["nchw"],
                                  keep_io_types=params["keep_io_types"], data_dir=calib)
-        keys.mark_complete(tmp, key, {"passed": report["passed"], "rejected": report["rejected"]})
-    if report["rejected"]:
+        return {"passed": report["passed"], "rejected": report["rejected"]}
+
+    produce("convert", key, Path(out), build, cache=shared_cache())
+    report = keys.read_marker(out) or {}
+    if report.get("rejected"):
         print(f"convert: {model}: REJECTED by the parity gate: {', '.join(report['rejected'])} "
               f"(see {out}/report.json); they will not be published")
 
@@ -219,17 +232,33 @@ def _bench_model_path(model: str, cfg: dict) -> Path:
     return convert_dir(model) / f"model.{cfg['precision']}.onnx"
 
 
+def _bench_libs(model: str) -> dict | None:
+    """bench_runner=docker: the model image's key stands in for the library versions."""
+    if BENCH_RUNNER.get() != "docker":
+        return None
+    from tasks.train import image_libs
+
+    return image_libs(_bench_image(model))
+
+
 def benchmark_key(model: str) -> keys.Key:
     cfg = bench_config(model)
     # an ONNX model is a function of its conversion's key, known before the file exists
     digest = (_export_digest(export_dir(model), model) if cfg["backend"] == "tf"
               else f"convert:{convert_key(model).hex}")
-    return keys.make_key("benchmark", code=["slim/benchmark.py"], params={**cfg, "runner": BENCH_RUNNER.get()},
-                         inputs={"model": digest})
+    return keys.make_key("benchmark", entries=["slim.benchmark"], params={**cfg, "runner": BENCH_RUNNER.get()},
+                         inputs={"model": digest}, libs=_bench_libs(model))
 
 
 def benchmark_dir(model: str) -> Path:
     return keys.run_dir("benchmark", model, benchmark_key(model))
+
+
+def _bench_image(model: str) -> str:
+    """The image the benchmark runs in: the model's inference image, else its training image."""
+    from tasks.images import model_image_tag
+
+    return model_image_tag(model, mode=("inference", "training"))
 
 
 def _benchmark(model: str, out: str, key: keys.Key, cfg: dict, runner: str) -> None:
@@ -248,9 +277,15 @@ def _benchmark(model: str, out: str, key: keys.Key, cfg: dict, runner: str) -> N
     info = convert.export_info(export_dir(model))
     bc = benchmark.BenchConfig(model_path=str(target), labels_offset=int(info.get("labels_offset") or 0),
                                preprocessing=info.get("preprocessing") or "", **cfg)
-    with keys.atomic_dir(out) as tmp:
-        res = benchmark.RUNNERS[runner](bc, tmp)
-        keys.mark_complete(tmp, key)
+    made = []
+
+    def build(tmp):
+        made.append(benchmark.RUNNERS[runner](bc, tmp, image=_bench_image(model) if runner == "docker" else None))
+
+    if produce("benchmark", key, Path(out), build, cache=shared_cache()) == "fetched":
+        print(f"benchmark: fetched the results of key {key.short} into {out}")
+        return
+    res = made[0]
     print(benchmark.summary_text(res), end="")
     print(f"benchmark: results in {out}/results.json, chart {out}/latency.png")
 
@@ -305,11 +340,18 @@ def _dataset_key(export: Path):
 
 def publish_key(model: str) -> keys.Key:
     """What a publish is made of; a finished publish of the same key is not repeated."""
-    return keys.make_key("publish", code=["artifacts"],
+    return keys.make_key("publish", entries=["artifacts.release"],
                          params={"version": VERSION.get() or "bleedingedge", "store": STORE.get(),
                                  "arch": ARCH.get()},
                          inputs={"export": _export_digest(export_dir(model), model),
                                  "convert": convert_key(model).hex, "benchmark": benchmark_key(model).hex})
+
+
+def _image_tags(model: str) -> list[str]:
+    """The model's image tags in the plan of specs=/image_args= (for the manifest's lineage)."""
+    from tasks.images import model_image_tags
+
+    return model_image_tags(model)
 
 
 def _publish(model: str, version: str, out: str | None = None, key: keys.Key | None = None) -> None:
@@ -325,7 +367,7 @@ def _publish(model: str, version: str, out: str | None = None, key: keys.Key | N
     release.release(_store(), model, version, export_dir=src,
                     convert_dir=cdir if keys.is_complete(cdir) else None,
                     bench_dirs=sorted(bench), arch=ARCH.get(), eval_metrics=_eval_metrics(src),
-                    dataset_key=_dataset_key(src))
+                    dataset_key=_dataset_key(src), image_tags=_image_tags(model))
     if out is not None and version == "bleedingedge":
         with keys.atomic_dir(out) as tmp:
             keys.mark_complete(tmp, key, {"model": model, "version": version, "store": STORE.get()})
@@ -343,6 +385,9 @@ def _benchmarks_this(bench_dir: Path, export: Path, cdir: Path) -> bool:
 def task_publish():
     """Publish a model version to the artifact store and regenerate the catalog (vars: version, store, arch)."""
     model = MODEL.get()
+    if VERSION.get() and not is_release(VERSION.get()) and cmdline.current().runs("publish"):
+        raise UserError(f"version={VERSION.get()!r}: publish takes an exact release X.Y.Z or "
+                        "X.Y.Z-YYYYMMDD, or bleedingedge; ranges and latest are for fetch")
     key = publish_key(model)
     out = keys.run_dir("publish", model, key)
     yield {

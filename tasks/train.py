@@ -21,51 +21,57 @@ from __future__ import annotations
 import functools
 import json
 import shutil
-import sys
 from pathlib import Path
 
 from slim import recipes
 from slim.nets import MODEL_NAMES
-from slim.options import EVAL_OPTIONS, TRAIN_OPTIONS
+from slim.options import EVAL_OPTIONS, RANGES, TRAIN_OPTIONS
 from slim.runners import RUNNER_NAMES
-from zoobuild import keys, paths
+from tasks.cache import shared_cache
+from zoobuild.produce import produce
+from zoobuild import atomic, keys, paths
 from tasks.errors import UserError, guarded
-from tasks.params import Var
+from tasks import cmdline
+from tasks.common import MODEL
+from tasks.params import Var, cluster_file
 
 __all__ = ["task_train", "task_eval", "task_export", "task_model_images"]
 
 STAGES = ("train", "eval", "export")
 
-MODEL = Var("model", str, recipes.DEFAULT_MODEL, "net to train/evaluate/export",
-            choices=MODEL_NAMES)
 DATASET_DIR = Var("dataset_dir", str, "",
                   "slim TFRecords directory; empty: the embedded synthetic set")
 RUNNER = Var("runner", str, "local", "local: this process; docker: the model's image",
              choices=RUNNER_NAMES)
 CLUSTER = Var("cluster", str, "",
-              "cluster description (JSON/YAML ps+worker host:port) for ps/worker training")
-OPTIONS = {name: Var(name, typ, default, help_, choices=choices)
-           for name, typ, default, help_, choices in TRAIN_OPTIONS}
-EVAL = {name: Var(name, typ, default, help_, choices=choices)
-        for name, typ, default, help_, choices in EVAL_OPTIONS}
+              "cluster description (JSON/YAML ps+worker host:port) for ps/worker training",
+              check=cluster_file)
 
-# The code each stage runs (its digest is part of the stage's key).
-_COMMON_CODE = ["slim/compat.py", "slim/nets", "slim/preprocessing", "slim/options.py",
-                "slim/recipes.py", "slim/inputs.py", "slim/train.py", "slim/cli.py", "datasets/reader.py",
-                "datasets/layout.py"]
-TRAIN_CODE = _COMMON_CODE + ["slim/optimizers.py", "slim/distributed.py"]
-EVAL_CODE = _COMMON_CODE + ["slim/eval.py"]
-EXPORT_CODE = _COMMON_CODE + ["slim/eval.py", "slim/export.py"]
+
+def _option(name, typ, default, help_, choices) -> Var:
+    lo, hi = RANGES.get(name, (None, None))
+    return Var(name, typ, default, help_, choices=choices, minimum=lo, maximum=hi)
+
+
+OPTIONS = {row[0]: _option(*row) for row in TRAIN_OPTIONS}
+EVAL = {row[0]: _option(*row) for row in EVAL_OPTIONS}
+
+# What each stage runs: slim.cli's command, in this process (runner=local) or inside the
+# model's image (runner=docker, `python -m slim.cli`).  The key's code is its computed import
+# closure (zoobuild/code.py), so train, eval and export share it.
+ENTRIES = ["slim.cli"]
+# Options that change how a run reports or how often it saves, never what it computes: they
+# are passed to the job but left out of the key, so changing them finds the finished run.
+REPORTING_ONLY = ("log_every_n_steps", "save_summaries_secs", "save_interval_secs",
+                  "save_interval_steps")
 
 
 def selected_models(argv=None) -> list[str]:
     """model= plus any `train:<m>` / `eval:<m>` / `export:<m>` named on the command line."""
-    argv = sys.argv[1:] if argv is None else argv
+    line = cmdline.current() if argv is None else cmdline.parse(argv)
     out = [MODEL.get()]
-    for word in argv:
-        stage, _, name = word.partition(":")
-        if stage in STAGES and name in MODEL_NAMES and name not in out:
-            out.append(name)
+    for stage in STAGES:
+        out += [name for name in line.named(stage) if name in MODEL_NAMES and name not in out]
     return out
 
 
@@ -74,6 +80,10 @@ def train_params(model: str) -> dict:
     the derived batch_norm_decay is in it (and so in the key)."""
     given = {n: v.get() for n, v in OPTIONS.items() if v.given()}
     return recipes.resolve({"model": model, **given})
+
+
+def _keyed(params: dict) -> dict:
+    return {n: v for n, v in params.items() if n not in REPORTING_ONLY}
 
 
 def eval_params() -> dict:
@@ -106,6 +116,32 @@ def _dataset_task_dep() -> list[str]:
 
 
 @functools.lru_cache(maxsize=None)
+def runner_libs(model: str, runner: str) -> dict | None:
+    """What stands in for the library versions in a key: None (the installed versions) for
+    runner=local; for runner=docker the key label of the image the stage runs in (`_image`),
+    which covers the wheels it installs ("missing:<tag>" until `doit images` has built it)."""
+    if runner != "docker":
+        return None
+    return image_libs(_image(model, runner))
+
+
+def image_libs(tag: str) -> dict:
+    """{"image": the key of the image `tag`}: computed from the plan with no engine, and what
+    the image carries as its label once built ("unbuilt:<tag>" before its inputs exist)."""
+    from images import imagekey
+    from tasks.images import user_plan
+
+    plan = user_plan()
+    img = plan.by_tag.get(tag)
+    if img is None:
+        raise UserError(f"image {tag} is not in the image specs")
+    try:
+        return {"image": imagekey.image_key(plan, img).hex}
+    except UserError:
+        return {"image": f"unbuilt:{tag}"}
+
+
+@functools.lru_cache(maxsize=None)
 def _train_key(model: str, params_json: str, dataset: str, runner: str, cluster: str) -> keys.Key:
     inputs = {"dataset": dataset}
     if cluster:
@@ -113,14 +149,14 @@ def _train_key(model: str, params_json: str, dataset: str, runner: str, cluster:
             inputs["cluster"] = keys.file_digest(cluster)
         except OSError:
             raise UserError(f"cluster={cluster}: cannot read the cluster description") from None
-    return keys.make_key("train", code=TRAIN_CODE,
+    return keys.make_key("train", entries=ENTRIES,
                          params={**json.loads(params_json), "runner": runner,
                                  "distributed": bool(cluster)},
-                         inputs=inputs)
+                         inputs=inputs, libs=runner_libs(model, runner))
 
 
 def train_key(model: str) -> keys.Key:
-    return _train_key(model, keys.canonical(train_params(model)), _dataset_digest(),
+    return _train_key(model, keys.canonical(_keyed(train_params(model))), _dataset_digest(),
                       RUNNER.get(), CLUSTER.get())
 
 
@@ -129,8 +165,9 @@ def train_dir(model: str) -> Path:
 
 
 def eval_key(model: str) -> keys.Key:
-    return keys.make_key("eval", code=EVAL_CODE, params=eval_params(),
-                         inputs={"train": train_key(model).hex, "dataset": _dataset_digest()})
+    return keys.make_key("eval", entries=ENTRIES, params=eval_params(),
+                         inputs={"train": train_key(model).hex, "dataset": _dataset_digest()},
+                         libs=runner_libs(model, RUNNER.get()))
 
 
 def eval_dir(model: str) -> Path:
@@ -138,9 +175,10 @@ def eval_dir(model: str) -> Path:
 
 
 def export_key(model: str) -> keys.Key:
-    return keys.make_key("export", code=EXPORT_CODE,
+    return keys.make_key("export", entries=ENTRIES,
                          params={"eval_image_size": EVAL["eval_image_size"].get()},
-                         inputs={"train": train_key(model).hex})
+                         inputs={"train": train_key(model).hex},
+                         libs=runner_libs(model, RUNNER.get()))
 
 
 def export_dir(model: str) -> Path:
@@ -160,53 +198,55 @@ def _image(model, runner):
     """runner=docker runs in the model image of the plan doit loaded (specs=, image_args=)."""
     if runner != "docker":
         return None
-    from images.build import model_image_tag
-    from tasks.images import _plan
+    from tasks.images import model_image_tag
 
-    plan = _plan()
-    if isinstance(plan, Exception):
-        raise plan
-    return model_image_tag(model, plan=plan)
+    return model_image_tag(model, mode="training")
 
 
 def _train(model, job, key, runner, cluster):
     from slim import runners
     outdir = Path(job["train_dir"])
-    outdir.mkdir(parents=True, exist_ok=True)
-    if not (outdir / "checkpoint").exists():
-        print(f"train {model}: new run in {outdir}")
-    else:
-        print(f"train {model}: resuming from the last checkpoint in {outdir}")
-    runners.run(runner, "train", job, outdir, cluster=cluster or None, image=_image(model, runner))
-    summary = json.loads((outdir / "train.json").read_text())
-    if summary.get("global_step", 0) < job["cfg"]["steps"]:
-        raise UserError(f"train {model}: stopped at step {summary.get('global_step')} "
-                        f"of {job['cfg']['steps']}")
-    keys.mark_complete(outdir, key, {"global_step": summary["global_step"],
-                                     "final_loss": summary["final_loss"]})
+
+    def build(into):
+        if not (into / "checkpoint").exists():
+            print(f"train {model}: new run in {into}")
+        else:
+            print(f"train {model}: resuming from the last checkpoint in {into}")
+        runners.run(runner, "train", job, into, cluster=cluster or None, image=_image(model, runner))
+        summary = json.loads((into / "train.json").read_text())
+        if summary.get("global_step", 0) < job["cfg"]["steps"]:
+            raise UserError(f"train {model}: stopped at step {summary.get('global_step')} "
+                            f"of {job['cfg']['steps']}")
+        return {"global_step": summary["global_step"], "final_loss": summary["final_loss"]}
+
+    # in place: training resumes from its own checkpoints after an interruption
+    if produce("train", key, outdir, build, cache=shared_cache(), in_place=True) == "fetched":
+        print(f"train {model}: fetched the finished run into {outdir}")
 
 
 def _eval(model, job, key, runner):
     from slim import runners
     outdir = Path(job["out"]).parent
-    with keys.atomic_dir(outdir) as tmp:
+
+    def build(tmp):
         tmp_job = dict(job, out=str(tmp / "eval.json"))
         runners.run(runner, "eval", tmp_job, tmp, image=_image(model, runner))
         (tmp / "job.json").unlink(missing_ok=True)
-        keys.mark_complete(tmp, key)
-    beside = Path(job["train_dir"]) / "eval.json"   # beside the checkpoint, for people
-    shutil.copyfile(outdir / "eval.json", beside.with_suffix(".json.tmp"))
-    beside.with_suffix(".json.tmp").replace(beside)
+
+    produce("eval", key, outdir, build, cache=shared_cache())
+    atomic.copy_file(outdir / "eval.json", Path(job["train_dir"]) / "eval.json")  # for people
 
 
 def _export(model, job, key, runner):
     from slim import runners
     outdir = Path(job["out"])
-    with keys.atomic_dir(outdir) as tmp:
+
+    def build(tmp):
         tmp_job = dict(job, out=str(tmp), extra={**job["extra"], "export_dir": str(outdir)})
         runners.run(runner, "export", tmp_job, tmp, image=_image(model, runner))
         (tmp / "job.json").unlink(missing_ok=True)
-        keys.mark_complete(tmp, key)
+
+    produce("export", key, outdir, build, cache=shared_cache())
 
 
 def _fail(err: UserError):
@@ -239,7 +279,7 @@ def task_train():
             "uptodate": [keys.key_uptodate(key, outdir)],
             "task_dep": _dataset_task_dep(),
             "clean": [_clean(outdir)],
-            "meta": {"key": key},
+            "meta": {"key": key, "outdir": outdir},
             "verbosity": 2,
         }
 
@@ -260,7 +300,7 @@ def task_eval():
             "uptodate": [keys.key_uptodate(key, outdir)],
             "task_dep": [f"train:{model}"],
             "clean": [_clean(outdir)],
-            "meta": {"key": key},
+            "meta": {"key": key, "outdir": outdir},
             "verbosity": 2,
         }
 
@@ -282,7 +322,7 @@ def task_export():
             "uptodate": [keys.key_uptodate(key, outdir)],
             "task_dep": [f"train:{model}"],
             "clean": [_clean(outdir)],
-            "meta": {"key": key},
+            "meta": {"key": key, "outdir": outdir},
             "verbosity": 2,
         }
 

@@ -1,4 +1,5 @@
-"""ILSVRC2012 -> slim TFRecords: round trip, dirty images, determinism, resumption, bad input."""
+"""ILSVRC2012 -> slim TFRecords: round trip, dirty images, determinism, resumption, bad input
+(shard counts: test_data_shards.py)."""
 import gzip
 import hashlib
 import io
@@ -94,6 +95,8 @@ def test_round_trip_dirty_set(dirty_set, converted):
     label_of = {s: i for i, s in labels.items()}
     xml_boxes = _xml_boxes(dirty_set)
     records = {split: _records(out, split) for split in layout.SPLITS}
+    raw_images = _raw_images(dirty_set)
+    assert "gray" in dirty_set.dirty.values()
     for split in layout.SPLITS:
         recs = records[split]
         assert len(recs) == dirty_set.expected_sizes[split]
@@ -102,15 +105,16 @@ def test_round_trip_dirty_set(dirty_set, converted):
             img = Image.open(io.BytesIO(r["image/encoded"]))
             assert img.format == "JPEG" and img.mode in ("RGB", "L"), name
             assert (r["image/width"], r["image/height"]) == img.size == r["pixels"].shape[1::-1], name
-            assert r["image/channels"] == (1 if img.mode == "L" else 3)
+            # slim's contract: every image is declared RGB, kept gray JPEGs too
+            assert (r["image/channels"], r["image/colorspace"]) == (3, b"RGB"), name
             assert r["image/format"] == b"JPEG"
             assert r["image/class/label"] == label_of[r["image/class/synset"].decode()]
             assert r["image/class/text"] == r["image/class/synset"]
             kind = dirty_set.dirty.get(name)
             if kind in ("png", "cmyk", "png_rgba"):
                 assert img.mode == "RGB", name
-            if kind == "gray":
-                assert img.mode == "L"
+            if kind == "gray":  # kept: the bytes are the source's, still gray
+                assert img.mode == "L" and r["image/encoded"] == raw_images[name], name
             if kind == "cmyk":  # colours survive the CMYK -> RGB re-encode (no inversion)
                 assert r["pixels"].mean() > 40
             stem = name.rsplit(".", 1)[0]
@@ -137,6 +141,18 @@ def test_round_trip_dirty_set(dirty_set, converted):
     first = [r for r in records["train"] if r["shard"] == "train-00000-of-00008"]
     assert len({r["image/class/label"] for r in first}) >= 5
     assert dirty_set.bad_boxes  # the set did carry reversed/out-of-range boxes
+
+
+def _raw_images(raw):
+    """{file name: bytes} of every image in the raw tars."""
+    out = {}
+    with tarfile.open(Path(raw) / layout.TRAIN_TAR) as outer:
+        for m in outer.getmembers():
+            with tarfile.open(fileobj=outer.extractfile(m)) as inner:
+                out.update((im.name, inner.extractfile(im).read()) for im in inner.getmembers())
+    with tarfile.open(Path(raw) / layout.VAL_TAR) as val:
+        out.update((m.name, val.extractfile(m).read()) for m in val.getmembers())
+    return out
 
 
 def _xml_boxes(dirty_set):
@@ -227,37 +243,42 @@ def test_strict_mode_stops_and_leaves_no_shard(dirty_set, tmp_path):
     assert _shard_files(out) == [] and not (out / layout.MANIFEST).exists()
 
 
-_KILL_SCRIPT = """
+# one image per shard: many small shards, so the kill lands in the middle of the run
+KILL_SET = {"num_classes": 8, "train_per_class": 50, "val_per_class": 5, "image_size": 32}
+KILL_SHARDS = {"train_shards": 400, "validation_shards": 40}
+_KILL_SCRIPT = f"""
 import sys
 from datasets.convert import convert
-convert(sys.argv[1], sys.argv[2], train_shards=1024, validation_shards=128, workers=1, progress=False)
+convert(sys.argv[1], sys.argv[2], workers=1, progress=False, **{KILL_SHARDS!r})
 """
 
 
 def test_kill_9_resumes_to_identical_result(tmp_path):
-    raw = make_mini_ilsvrc(tmp_path / "raw", num_classes=4, train_per_class=30, val_per_class=5,
-                           image_size=48)
+    total = sum(KILL_SHARDS.values())
+    raw = make_mini_ilsvrc(tmp_path / "raw", **KILL_SET)
     ref = tmp_path / "ref"
-    convert(raw, ref, workers=1, progress=False)
+    convert(raw, ref, workers=1, progress=False, **KILL_SHARDS)
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(raw), str(out)], cwd=ROOT,
                             start_new_session=True)
     mdir = out / layout.SHARD_MANIFESTS
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if mdir.is_dir() and len(os.listdir(mdir)) >= 100:
+        if mdir.is_dir() and len(os.listdir(mdir)) >= 40:
             break
-        time.sleep(0.005)
+        time.sleep(0.002)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / layout.MANIFEST).exists(), "the run finished before it could be killed"
-    (out / ".train-00000-of-01024.tmp-99999").write_bytes(b"half a shard")  # as a kill leaves it
-    done_before = len(os.listdir(mdir))
-    rep = convert(raw, out, workers=2, progress=False)
-    assert rep["complete"] and rep["shards_reused"] >= min(done_before, 1152) - 1
-    assert rep["shards_written"] == 1152 - rep["shards_reused"] and rep["shards_written"] > 0
+    (out / ".train-00000-of-00400.tmp-99999").write_bytes(b"half a shard")  # as a kill leaves it
+    done_before = len([n for n in os.listdir(mdir) if not n.startswith(".")])
+    rep = convert(raw, out, workers=2, progress=False, **KILL_SHARDS)
+    assert rep["complete"] and rep["shards_reused"] >= done_before - 1
+    assert rep["shards_written"] == total - rep["shards_reused"] and rep["shards_written"] > 0
     assert _digests(out) == _digests(ref)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    manifest = json.loads((out / layout.MANIFEST).read_text())
+    assert len(manifest["shards"]) == total and all(m["count"] == 1 for m in manifest["shards"].values())
 
 
 # ---------------------------------------------------------------- bad input

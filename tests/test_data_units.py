@@ -1,4 +1,5 @@
-"""Units of the data stage: header sniffing, hand-written Example/TFRecord bytes, the synthetic set."""
+"""Units of the data stage: header sniffing, hand-written Example/TFRecord bytes, the synthetic set,
+shard counts."""
 import hashlib
 import io
 import tarfile
@@ -138,7 +139,7 @@ def test_synthetic_classes_are_visibly_separable():
 
 @pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT])
 def test_scan_tar_matches_tarfile(fmt):
-    from datasets.source import scan_tar
+    from datasets.tarscan import scan_tar
     from zoobuild.errors import UserError
 
     names = ["a.JPEG", "d" * 90 + "/" + "n" * 60 + ".JPEG", "é.JPEG"]
@@ -158,3 +159,78 @@ def test_scan_tar_matches_tarfile(fmt):
     end = got[-1][1] + got[-1][2] + 511 & ~511  # cut right after the last member
     with pytest.raises(UserError, match="truncated tar"):
         list(scan_tar(read, end, "t.tar"))
+
+
+# ---------------------------------------------------------------- shard counts and metadata
+
+def test_auto_shard_count_rule():
+    from datasets.shardplan import MAX_SHARD_BYTES, auto_shard_count
+
+    # slim's counts for the full ILSVRC2012 splits, whatever their bytes
+    assert auto_shard_count("train", 1_281_167, 147_897_477_120) == 1024
+    assert auto_shard_count("validation", 50_000, 6_744_924_160) == 128
+    assert auto_shard_count("train", 50_000, 6_744_924_160) != 128  # the size belongs to validation
+    # otherwise sized by bytes: at least one shard, none above MAX_SHARD_BYTES, none empty
+    assert auto_shard_count("train", 500, 5_000_000) == 1
+    assert auto_shard_count("validation", 1, 10) == 1
+    assert auto_shard_count("train", 10_000, 3 * MAX_SHARD_BYTES + 1) == 4
+    assert auto_shard_count("train", 1_281_166, 147_897_477_120) == 986  # 150 MB shards
+    assert auto_shard_count("train", 3, 10 * MAX_SHARD_BYTES) == 3  # never more shards than images
+    for images, size in ((7, 10**9), (1000, 10**9), (10**6, 10**11)):
+        n = auto_shard_count("train", images, size)
+        assert 1 <= n <= images and size / n <= MAX_SHARD_BYTES
+
+
+def test_shard_counts_explicit_win_and_bad_values_are_one_line():
+    from types import SimpleNamespace
+
+    from datasets.shardplan import check_shard_count, resolve_shard_counts
+    from zoobuild.errors import UserError
+
+    entry = SimpleNamespace(size=1000)
+    index = SimpleNamespace(entries={"train": [entry] * 40, "validation": [entry] * 10})
+    assert resolve_shard_counts(index, {"train": "auto", "validation": "auto"}) == \
+        {"train": 1, "validation": 1}
+    assert resolve_shard_counts(index, {"train": 7, "validation": "3"}) == {"train": 7, "validation": 3}
+    with pytest.raises(UserError, match=r"validation_shards=11: more shards than the 10 "
+                                        r"validation images.*at most 10") as err:
+        resolve_shard_counts(index, {"train": 40, "validation": 11})
+    assert "\n" not in str(err.value)
+    assert check_shard_count("train_shards", " AUTO ") == "auto"
+    for bad in ("0", "-5", "many", 0, 100000, 2.5, True):
+        with pytest.raises(UserError, match=r"train_shards=.*expected auto or an integer from 1"):
+            check_shard_count("train_shards", bad)
+
+
+def test_gray_jpeg_keeps_its_bytes_and_is_declared_rgb():
+    """slim's contract: channels 3 / colorspace RGB for every image, a kept gray JPEG included."""
+    import tensorflow as tf
+
+    from datasets.example import encode_example
+    from datasets.ilsvrc import Entry
+
+    for mode in ("L", "RGB"):
+        data = _jpeg(mode)
+        assert imageinfo.sniff(data).action == "keep"
+        e = Entry("n00000001_1.JPEG", layout.TRAIN_TAR, 0, len(data), 1, "n00000001")
+        chunks, note = encode_example(e, data, "a class")
+        ex = tf.train.Example.FromString(b"".join(chunks)).features.feature
+        assert note == ""
+        assert ex["image/encoded"].bytes_list.value[0] == data  # stored as it was
+        assert list(ex["image/channels"].int64_list.value) == [3], mode
+        assert list(ex["image/colorspace"].bytes_list.value) == [b"RGB"], mode
+        assert tf.io.decode_jpeg(data, channels=3).shape == (30, 40, 3)
+
+
+def test_shard_range_parsing():
+    from datasets.shardplan import parse_shard_range
+    from zoobuild.errors import UserError
+
+    assert parse_shard_range("", 11) == (0, 11) and parse_shard_range(None, 11) == (0, 11)
+    assert parse_shard_range("3:7", 11) == (3, 7) == parse_shard_range("3-7", 11)
+    assert parse_shard_range("6:", 11) == (6, 11) and parse_shard_range((0, 2), 11) == (0, 2)
+    # auto counts are unknown before indexing: the form alone is checked
+    assert parse_shard_range("6:", None) == (6, None) and parse_shard_range("0:576", None) == (0, 576)
+    for bad, total in (("7:3", 11), ("0:12", 11), ("a:b", 11), ("5", 11), ("4:4", None), ("x", None)):
+        with pytest.raises(UserError, match=r"shard_range=.*expected"):
+            parse_shard_range(bad, total)

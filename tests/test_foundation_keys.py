@@ -12,16 +12,16 @@ from zoobuild.errors import UserError
 def test_key_changes_with_code_params_inputs_and_not_otherwise(build_dir, tmp_path):
     code = tmp_path / "stage.py"
     code.write_text("def f(): return 1\n")
-    base = keys.make_key("s", code=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d1"})
-    same = keys.make_key("s", code=[code], params={"b": [1, 2], "a": 1}, inputs={"x": "d1"})
+    base = keys.make_key("s", entries=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d1"})
+    same = keys.make_key("s", entries=[code], params={"b": [1, 2], "a": 1}, inputs={"x": "d1"})
     assert base.hex == same.hex
-    assert keys.make_key("s", code=[code], params={"a": 2, "b": [1, 2]}, inputs={"x": "d1"}).hex != base.hex
-    assert keys.make_key("s", code=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d2"}).hex != base.hex
-    assert keys.make_key("t", code=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d1"}).hex != base.hex
+    assert keys.make_key("s", entries=[code], params={"a": 2, "b": [1, 2]}, inputs={"x": "d1"}).hex != base.hex
+    assert keys.make_key("s", entries=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d2"}).hex != base.hex
+    assert keys.make_key("t", entries=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d1"}).hex != base.hex
     os.utime(code, ns=(1, 1))  # touching without a content change keeps the key
-    assert keys.make_key("s", code=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d1"}).hex == base.hex
+    assert keys.make_key("s", entries=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d1"}).hex == base.hex
     code.write_text("def f(): return 2\n")
-    assert keys.make_key("s", code=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d1"}).hex != base.hex
+    assert keys.make_key("s", entries=[code], params={"a": 1, "b": [1, 2]}, inputs={"x": "d1"}).hex != base.hex
 
 
 def test_hash_cache_reads_a_file_once_and_again_after_change(build_dir, tmp_path):
@@ -85,7 +85,7 @@ def test_stale_reasons_name_what_changed():
 def test_typed_var_parsing_and_errors(monkeypatch):
     from doit import doit_cmd
 
-    v = params.Var("zz_steps", int, 10, "steps to run")
+    v = params.Var("zz_steps", int, 10, "steps to run", minimum=1)
     c = params.Var("zz_opt", str, "sgd", "optimizer", choices=("sgd", "adam"))
     monkeypatch.setattr(doit_cmd, "_CMDLINE_VARS", {})
     assert v.get() == 10 and c.get() == "sgd"
@@ -99,3 +99,50 @@ def test_typed_var_parsing_and_errors(monkeypatch):
         c.get()
     with pytest.raises(TypeError):
         params.Var("zz_steps", str, "x", "same name, other type")
+
+
+def test_stale_reasons_name_code_library_and_param_changes():
+    old = keys.Key("s", code={"slim/convert.py": "a", "slim/old.py": "b"}, params={"steps": 10},
+                   libs={"tensorflow-cpu": "2.21.0"})
+    new = keys.Key("s", code={"slim/convert.py": "c", "slim/new.py": "d"}, params={"steps": 20},
+                   libs={"tensorflow-cpu": "2.22.0", "onnx": "1.17.0"})
+    reasons = keys.stale_reasons(new, {"parts": old.parts})
+    assert reasons == ["code slim/convert.py: content changed", "code slim/new.py: added",
+                       "code slim/old.py: removed", "param steps: 10 -> 20",
+                       "library onnx: added '1.17.0'",
+                       "library tensorflow-cpu: '2.21.0' -> '2.22.0'"]
+
+
+def test_make_key_computes_code_and_libs_and_libs_can_be_overridden(build_dir, tmp_path):
+    stage = tmp_path / "stage.py"
+    stage.write_text("def run():\n    import numpy\n")
+    key = keys.make_key("s", entries=[stage])
+    assert key.code == {str(stage): keys.file_digest(stage)}
+    assert "numpy" in key.libs and key.entries == (str(stage),)
+    image = keys.make_key("s", entries=[stage], libs={"image": "k" * 64})
+    assert image.libs == {"image": "k" * 64} and image.code == key.code and image.hex != key.hex
+
+
+def test_another_installed_version_changes_the_key(build_dir, tmp_path, monkeypatch):
+    from zoobuild import code
+
+    before = keys.make_key("train", entries=["slim.cli"])
+    info = tmp_path / "site" / "tensorflow_cpu-9.9.9.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tensorflow-cpu\nVersion: 9.9.9\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    code.forget()
+    after = keys.make_key("train", entries=["slim.cli"])
+    assert after.libs["tensorflow-cpu"] == "9.9.9" and after.hex != before.hex
+    assert (f"library tensorflow-cpu: {before.libs['tensorflow-cpu']!r}"
+            " -> '9.9.9'") in keys.stale_reasons(after, {"parts": before.parts})
+    monkeypatch.undo()
+    code.forget()
+    assert keys.make_key("train", entries=["slim.cli"]).hex == before.hex
+
+
+def test_switching_to_the_image_key_is_one_reason():
+    local = keys.Key("train", libs={"numpy": "2.4.6", "tensorflow-cpu": "2.21.0"})
+    docker = keys.Key("train", libs={"image": "k" * 12})
+    assert keys.stale_reasons(docker, {"parts": local.parts}) == [
+        "library versions: the installed versions (2 distributions) -> image key 'kkkkkkkkkkkk'"]

@@ -34,11 +34,11 @@ def module_build(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny(module_build, tmp_path_factory, docker_client, base_image):
-    from images import build, testing
+    from images import build, plan as plan_mod, testing
 
     root = tmp_path_factory.mktemp("tiny")
     specs = testing.write_tiny_specs(root, n_models=3, prefix="zoobuild-tiny-test:")
-    plan = build.load_plan(specs)
+    plan = plan_mod.load_plan(specs)
     results = build.build_all(plan, docker_client, log=lambda *a: None)
     return {"root": root, "specs": specs, "plan": plan, "first": results}
 
@@ -50,16 +50,16 @@ def _rebuilt(plan, client):
 
 
 def test_tiny_chain_layers_labels_and_records(tiny, docker_client):
-    from images import build
+    from images import imagekey, inspection
 
     plan = tiny["plan"]
-    records = build.read_records()
+    records = inspection.read_records()
     assert len(plan.images) == 5
     for img in plan.images:
         image = docker_client.images.get(img.tag)
         labels = image.labels
         rec = records[img.tag]
-        assert labels[build.KEY_LABEL] == rec["key"]
+        assert labels[imagekey.KEY_LABEL] == rec["key"] == imagekey.image_key(plan, img).hex
         assert rec["id"] == image.id and rec["parent"] == img.parent
         assert labels["org.opencontainers.image.revision"]
         assert labels["org.opencontainers.image.base.name"] == img.base_image
@@ -76,9 +76,9 @@ def test_tiny_chain_layers_labels_and_records(tiny, docker_client):
 
 
 def test_minimal_context_and_package_inside(tiny, docker_client):
-    from images import build
+    from images import inspection
 
-    rec = build.read_records()["zoobuild-tiny-test:base-cat-m01"]
+    rec = inspection.read_records()["zoobuild-tiny-test:base-cat-m01"]
     assert rec["context"] == {"files": [], "wheels": [], "debs": [], "package": "m01-fp32-training.tar.gz"}
     out = docker_client.containers.run("zoobuild-tiny-test:base-cat-m01",
                                        ["sh", "-c", "pwd; cat model/model.py; cat /category.txt"],
@@ -96,12 +96,12 @@ def test_touching_one_package_rebuilds_that_image_alone(tiny, docker_client):
 
 
 def test_a_parent_change_makes_its_children_stale(tiny, docker_client):
-    from images import build
+    from images import plan as plan_mod
 
     root = tiny["root"]
     partial = root / "partials" / "tiny-category.partial.Dockerfile"
     partial.write_text(partial.read_text() + "RUN echo changed > /changed.txt\n")
-    plan = build.load_plan(tiny["specs"])
+    plan = plan_mod.load_plan(tiny["specs"])
     rebuilt = _rebuilt(plan, docker_client)
     assert rebuilt == ["zoobuild-tiny-test:base-cat"] + [f"zoobuild-tiny-test:base-cat-m0{i}" for i in range(3)]
     tiny["plan"] = plan
@@ -159,13 +159,13 @@ def real_chain(module_build, docker_client, base_image):
 
 @pytest.mark.slow
 def test_doit_images_builds_the_chain_then_nothing(real_chain, module_build, docker_client):
-    from images import build
+    from images import inspection, plan as plan_mod
 
-    plan = build.load_plan(cli_args={"_TAG_PREFIX": TEST_PREFIX})
-    records = build.read_records()
+    plan = plan_mod.load_plan(cli_args={"_TAG_PREFIX": TEST_PREFIX})
+    records = inspection.read_records()
     assert len(plan.images) >= 8
     for img in plan.images:   # each image exists under its tag and carries its current key
-        assert build.is_uptodate(plan, img), img.tag
+        assert inspection.is_uptodate(plan, img), img.tag
         assert records[img.tag]["id"] == docker_client.images.get(img.tag).id
         assert records[img.tag]["parent"] == img.parent
     second = run_doit(["images", *real_chain["args"]], env={"ZOOBUILD_BUILD_DIR": str(module_build)})
@@ -174,10 +174,10 @@ def test_doit_images_builds_the_chain_then_nothing(real_chain, module_build, doc
 
 @pytest.mark.slow
 def test_real_model_image_passes_its_tests_as_a_non_root_caller(real_chain, module_build, docker_client):
-    from images import build, imagetest
+    from images import imagetest, plan as plan_mod
 
-    plan = build.load_plan(cli_args={"_TAG_PREFIX": TEST_PREFIX})
-    img = plan.by_tag[build.model_image_tag("vgg_16", "fp32", "training", plan=plan)]
+    plan = plan_mod.load_plan(cli_args={"_TAG_PREFIX": TEST_PREFIX})
+    img = plan.by_tag[plan_mod.model_image_tag(plan, "vgg_16", "fp32", "training")]
     names = [t.name for t in img.tests]
     assert names[:2] == ["import-tf", "runs-as-caller"] and "train-two-steps" in names
     body = imagetest.run_tests(img, docker_client, uid=4321, gid=4322)
@@ -194,13 +194,13 @@ def test_real_model_image_passes_its_tests_as_a_non_root_caller(real_chain, modu
 
 @pytest.mark.slow
 def test_init_spec_model_builds_as_generated(real_chain, module_build, docker_client, tmp_path):
-    from images import build, imagetest, initspec
+    from images import build, imagetest, initspec, plan as plan_mod
 
     specs = tmp_path / "specs"
     shutil.copytree(ROOT / "specs", specs)
     initspec.init_spec("alexnet_v2", "image-recognition", ["fp32"], ["inference"], spec_dir=specs, root=ROOT)
-    plan = build.load_plan(specs, root=ROOT, cli_args={"_TAG_PREFIX": TEST_PREFIX})
-    img = plan.by_tag[build.model_image_tag("alexnet_v2", "fp32", "inference", plan=plan)]
+    plan = plan_mod.load_plan(specs, root=ROOT, cli_args={"_TAG_PREFIX": TEST_PREFIX})
+    img = plan.by_tag[plan_mod.model_image_tag(plan, "alexnet_v2", "fp32", "inference")]
     res = build.build_image(plan, img, docker_client, log=lambda *a: None)
     assert res["built"]
     body = imagetest.run_tests(img, docker_client, only=["package-fp32-inference"])
@@ -229,12 +229,12 @@ def test_doit_push_to_the_local_registry_records_the_registry_digests(build_dir,
     """`doit push` of the tiny spec set (its images built and tested on the way) to the local
     registry (the default: images.engine.ensure_registry()); build/push.json's digests are the
     registry's manifest digests."""
-    from images import build, engine, push, testing
+    from images import engine, plan as plan_mod, push, testing
 
     registry = engine.ensure_registry()
     specs = testing.write_tiny_specs(tmp_path / "tiny", n_models=1, prefix=PUSH_PREFIX)
     res = run_doit(["push", f"specs={specs}"])
-    plan = build.load_plan(specs)
+    plan = plan_mod.load_plan(specs)
     tags = [img.tag for img in plan.images if img.upload]
     assert tags == [f"{PUSH_PREFIX}base", f"{PUSH_PREFIX}base-cat", f"{PUSH_PREFIX}base-cat-m00"]
     records = push.read_records()

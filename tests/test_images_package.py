@@ -95,7 +95,7 @@ def test_wheelhouse_closure_and_requirements():
 
 def test_compiled_wheel_hook(build_dir):
     """build/wheels/selected.json (issue 6) adds its wheel to the image that installs TensorFlow."""
-    from images import build
+    from images import plan as plan_mod
 
     assert wheelhouse.compiled_extras() == []
     whl = build_dir / "wheels" / "zoobuild_native-0.1.0+avx2-cp311-cp311-linux_x86_64.whl"
@@ -104,10 +104,10 @@ def test_compiled_wheel_hook(build_dir):
     sel = {"wheel": str(whl), "dist": "zoobuild-native", "replaces": None}
     (build_dir / "wheels" / "selected.json").write_text(json.dumps(sel))
     assert wheelhouse.compiled_extras() == ["zoobuild-native"]
-    plan = build.load_plan()
+    plan = plan_mod.load_plan()
     base, cat = plan.by_name["tf-compiled-base"], plan.by_name["image-recognition"]
-    assert "zoobuild-native" in build.image_requirements(plan, base)
-    assert "zoobuild-native" not in build.image_requirements(plan, cat)
+    assert "zoobuild-native" in plan_mod.image_requirements(plan, base)
+    assert "zoobuild-native" not in plan_mod.image_requirements(plan, cat)
     sel["replaces"] = "tensorflow-cpu"
     (build_dir / "wheels" / "selected.json").write_text(json.dumps(sel))
     assert wheelhouse.compiled_extras() == []
@@ -121,13 +121,13 @@ def test_model_images_install_what_the_packaged_code_imports():
     import sys
     from importlib import metadata
 
-    from images import build
+    from images import plan as plan_mod
 
-    plan = build.load_plan()
-    img = plan.by_tag[build.model_image_tag("vgg_16", plan=plan)]
+    plan = plan_mod.load_plan()
+    img = plan.by_tag[plan_mod.model_image_tag(plan, "vgg_16")]
     installed = set()
     for a in [img] + plan.ancestors(img):
-        installed |= set(build.image_requirements(plan, a))
+        installed |= set(plan_mod.image_requirements(plan, a))
     dists = metadata.packages_distributions()
     root = Path(__file__).resolve().parent.parent
     missing = {}

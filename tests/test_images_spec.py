@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from images import assemble, initspec, spec
-from images.build import load_plan, model_image_tag
+from images.plan import load_plan, model_image_tag
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,7 +64,7 @@ def test_shipped_specs_expand_to_the_layer_graph():
     assert cat.parent == base[0].tag
     for model in ("vgg_16", "resnet_v1_50", "inception_v3"):
         for mode in ("training", "inference"):
-            tag = model_image_tag(model, "fp32", mode, plan=plan)
+            tag = model_image_tag(plan, model, "fp32", mode)
             img = tags[tag]
             assert img.parent == cat.tag, "a model image is FROM its category image"
             assert img.slice.package is not None
@@ -181,7 +181,7 @@ def test_init_spec_scaffolds_a_valid_model(tmp_path):
     path = initspec.init_spec("mobilenet_v1", "image-recognition", ["fp32"], ["training"],
                               spec_dir=specs, root=ROOT)
     plan = load_plan(specs)
-    tag = model_image_tag("mobilenet_v1", "fp32", "training", plan=plan)
+    tag = model_image_tag(plan, "mobilenet_v1", "fp32", "training")
     img = plan.by_tag[tag]
     assert img.parent == plan.by_name["image-recognition"].tag
     assert img.slice.package.name == "mobilenet_v1-fp32-training"

@@ -53,7 +53,7 @@ def test_wheelhouse_waits_for_build_wheel_only_when_a_wheel_is_asked_for():
 def test_wheel_stock_gives_the_pinned_tensorflow_cpu_only(seeded, tmp_path):
     """A compiled wheel is selected; `doit wheelhouse wheel=stock` runs build_wheel:stock first, so
     the wheelhouse and tf-compiled-base's context hold the pinned tensorflow-cpu and no compiled wheel."""
-    from images import build, testing, wheelbuild, wheelhouse
+    from images import build, imagekey, plan as plan_mod, testing, wheelbuild, wheelhouse
 
     _select(seeded, testing.fake_wheel(tmp_path / "zoobuild_native-0.1.0+avx2-cp311-cp311-linux_x86_64.whl"))
     res = run_doit(["wheelhouse", "wheel=stock"])
@@ -61,13 +61,13 @@ def test_wheel_stock_gives_the_pinned_tensorflow_cpu_only(seeded, tmp_path):
     assert not (seeded / "wheels" / "selected.json").exists()
     index = wheelhouse.read_index(seeded / "wheelhouse")
     assert [n for n, e in index["wheels"].items() if e.get("compiled")] == []
-    plan = build.load_plan()
+    plan = plan_mod.load_plan()
     base = plan.by_name["tf-compiled-base"]
-    wheels = build.context_summary(plan, base)["wheels"]
+    wheels = imagekey.context_summary(plan, base)["wheels"]
     pinned = wheelbuild.stock_requirement().split("==")[1]
     assert any(w.startswith(f"tensorflow_cpu-{pinned}-") for w in wheels), wheels
     assert not any(w.startswith("zoobuild_native") for w in wheels)
-    text = wheelhouse.requirements_text(build.image_requirements(plan, base), index)
+    text = wheelhouse.requirements_text(plan_mod.image_requirements(plan, base), index)
     assert f"tensorflow-cpu=={pinned} --hash=sha256:" in text and "/wheelhouse/" not in text
     assert not build.installs_selected_wheel(plan, base)
 
@@ -78,7 +78,7 @@ def test_abi_mismatch_stops_doit_images_before_anything_is_built(seeded, tmp_pat
     images`) fails with one line naming the wheel, its tags and the image's Python; no image is built."""
     import docker.errors
 
-    from images import build, testing
+    from images import build, inspection, plan as plan_mod, testing
 
     tag = f"{ABI_PREFIX}tf-compiled-base"
     try:   # only this test's own tag, left by an earlier (wrong) run
@@ -98,9 +98,9 @@ def test_abi_mismatch_stops_doit_images_before_anything_is_built(seeded, tmp_pat
     assert "building " not in out and "Traceback" not in out
     with pytest.raises(docker.errors.ImageNotFound):
         docker_client.images.get(tag)
-    assert tag not in build.read_records()
+    assert tag not in inspection.read_records()
     # the same wheel with the image's tags passes the check (the check, not the wheel, refused)
     good = testing.fake_wheel(tmp_path / "ok" / "zoobuild_native-0.1.0-cp311-cp311-linux_x86_64.whl")
     _select(seeded, good)
-    plan = build.load_plan(cli_args={"_TAG_PREFIX": ABI_PREFIX})
+    plan = plan_mod.load_plan(cli_args={"_TAG_PREFIX": ABI_PREFIX})
     build.check_selected_wheel(plan, plan.by_name["tf-compiled-base"], docker_client)

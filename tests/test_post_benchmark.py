@@ -52,9 +52,9 @@ def test_step_count_and_a_fixed_batch_model(models, tmp_path):
 
 
 def test_synthetic_inputs_are_seeded(models):
-    a = bm._input_pool(bm.BenchConfig(model_path="x", seed=5), (16, 16), 2)
-    b = bm._input_pool(bm.BenchConfig(model_path="x", seed=5), (16, 16), 2)
-    c = bm._input_pool(bm.BenchConfig(model_path="x", seed=6), (16, 16), 2)
+    a = bm.input_pool(bm.BenchConfig(model_path="x", seed=5), (16, 16), 2)
+    b = bm.input_pool(bm.BenchConfig(model_path="x", seed=5), (16, 16), 2)
+    c = bm.input_pool(bm.BenchConfig(model_path="x", seed=6), (16, 16), 2)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not np.array_equal(a[0], c[0])
 
@@ -133,23 +133,185 @@ def test_pinned_instances_run_in_worker_processes(models, tmp_path):
     assert inst[0]["command"][:2] == ["taskset", "-c"]
     assert res["offline"]["throughput_ips"] == pytest.approx(sum(i["offline"]["throughput_ips"] for i in inst))
     assert res["single_stream"]["latency_ms"]["count"] == sum(i["single_stream"]["queries"] for i in inst)
+    # percentiles are judged on the pooled latencies, the minimums on each instance's own phases
+    pooled = res["single_stream"]["latency_ms"]["count"]
+    assert res["validity_checks"]["p99.9_samples_met"]["have"] == pooled
+    assert res["validity"]["p99.9_samples_met"] is (pooled >= 1000)
+    assert res["validity_checks"]["min_queries_met"]["have"] == min(
+        i[phase]["queries"] for i in inst for phase in ("single_stream", "offline"))
+
+
+@pytest.mark.parametrize("backend", ["onnx", "tf"])
+def test_the_default_config_gives_a_valid_result(models, tmp_path, backend):
+    export, onnx_file = models
+    path = onnx_file if backend == "onnx" else export
+    res = bm.run(bm.BenchConfig(model_path=str(path), backend=backend), tmp_path)
+    assert set(res["validity"]) == {"min_queries_met", "min_duration_met", "p50_samples_met",
+                                    "p90_samples_met", "p99_samples_met", "p99.9_samples_met"}
+    assert all(res["validity"].values()), res["validity_checks"]
+    checks = res["validity_checks"]
+    assert checks["p99.9_samples_met"]["need"] == 1000
+    assert checks["p99.9_samples_met"]["have"] == res["single_stream"]["queries"] >= bm.MIN_QUERIES
+    assert res["offline"]["queries"] >= bm.MIN_QUERIES
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["validity"] == res["validity"] and saved["validity_checks"] == checks
+    assert "validity: ok" in (tmp_path / "summary.txt").read_text()
+
+
+def test_too_few_queries_are_reported_invalid(models, tmp_path):
+    _, onnx_file = models
+    # the run meets the minimums it was given, but 100 samples cannot place a p99.9
+    res = bm.run(bm.BenchConfig(model_path=str(onnx_file), backend="onnx", min_queries=100, min_duration=0,
+                                warmup=1), tmp_path / "few")
+    assert res["single_stream"]["queries"] == 100
+    assert res["validity"] == {"min_queries_met": True, "min_duration_met": True, "p50_samples_met": True,
+                               "p90_samples_met": True, "p99_samples_met": True, "p99.9_samples_met": False}
+    assert res["validity_checks"]["p99.9_samples_met"] == {"need": 1000, "have": 100}
+    text = (tmp_path / "few" / "summary.txt").read_text()
+    assert "NOT MET: p99.9_samples_met (need 1000, have 100)" in text
+    # a fixed step count below the minimum query count is not a valid run either
+    res = bm.run(bm.BenchConfig(model_path=str(onnx_file), backend="onnx", steps=17, warmup=1), tmp_path / "steps")
+    assert res["validity"]["min_queries_met"] is False and res["validity"]["p99_samples_met"] is False
+    assert json.loads((tmp_path / "steps" / "results.json").read_text())["validity"] == res["validity"]
+
+
+def test_samples_needed_per_percentile():
+    assert [bm.samples_needed(p) for p in (50, 90, 99, 99.9)] == [2, 10, 100, 1000]
+    assert bm.samples_needed(99.99) == 10000
+
+
+def test_doit_defaults_are_the_library_defaults():
+    from tasks import publish
+
+    default = bm.BenchConfig(model_path="x")
+    assert publish.MIN_QUERIES.default == default.min_queries == bm.MIN_QUERIES
+    assert publish.MIN_DURATION.default == default.min_duration
+
+
+def test_module_entry_point_and_the_quickstart_script(models, tmp_path):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    _, onnx_file = models
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root), MODEL_PATH=str(onnx_file), OUTPUT_DIR=str(tmp_path / "qs"),
+               MODEL_NAME="tiny", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    # the model images' quickstart script: its flags are the CLI's, its backend follows the file
+    done = subprocess.run(["sh", str(root / "images" / "quickstart" / "benchmark.sh"), "--steps", "20",
+                           "--warmup", "1"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    saved = json.loads((tmp_path / "qs" / "results.json").read_text())
+    assert saved["config"]["backend"] == "onnx" and saved["config"]["model"] == "tiny"
+    assert saved["single_stream"]["queries"] == 20 and "images/s" in done.stdout
+    assert not (tmp_path / "qs" / "latency.png").exists()
+    # bad input: one line, exit 2, nothing written
+    bad = subprocess.run([sys.executable, "-m", "slim.benchmark", str(tmp_path / "missing.onnx"),
+                          str(tmp_path / "bad"), "--backend", "onnx"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        f"zoobuild: model {tmp_path / 'missing.onnx'}: does not exist"]
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.engine
 def test_benchmark_runs_in_the_model_image(models, tmp_path, docker_client):
     from conftest import run_doit
-    from images import build
+    from images import plan as plan_mod
 
-    tag = bm.model_image_tag("vgg_16")
-    name = next(i.name for i in build.load_plan().images if i.tag == tag)
+    plan = plan_mod.load_plan()
+    tag = plan_mod.model_image_tag(plan, "vgg_16", mode=("inference", "training"))
+    name = plan.by_tag[tag].name
     run_doit([f"images:{name}"])                 # up to date unless the image was never built
     _, onnx_file = models
     for backend, path in (("onnx", onnx_file), ("tf", models[0])):
         out = tmp_path / backend
         res = bm.run_in_image(bm.BenchConfig(model_path=str(path), backend=backend, model="vgg_16", cores=1,
-                                             batch_size=2, **_quick()), out, client=docker_client,
+                                             batch_size=2, **_quick()), out, image=tag, client=docker_client,
                               echo=lambda *_: None)
         assert res["runner"]["image"] == tag and res["runner"]["image_id"].startswith("sha256:")
         assert res["offline"]["throughput_ips"] > 0 and res["instances"][0]["command"][:2] == ["taskset", "-c"]
         assert json.loads((out / "results.json").read_text())["runner"]["name"] == "docker"
         assert (out / "latency.png").exists() and "images/s" in (out / "summary.txt").read_text()
+
+
+class _LocalContainer:
+    """Stands in for a container: the same command, environment and working directory, run as
+    a local process, so the real CLI parses the options the docker runner wrote."""
+
+    def __init__(self, command, environment, working_dir):
+        import os
+        import subprocess
+
+        argv = [sys.executable if command[0] == "python3" else command[0]] + command[1:]
+        self.proc = subprocess.Popen(argv, cwd=working_dir, env=dict(os.environ, **environment),
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.removed = False
+
+    def logs(self, stream, follow):
+        return iter(self.proc.stdout)
+
+    def wait(self):
+        return {"StatusCode": self.proc.wait()}
+
+    def remove(self, force):
+        self.removed = True
+
+
+class _LocalEngine:
+    def __init__(self, have=("zoobuild/tiny:inference",)):
+        self.have, self.calls = have, []
+        self.images = self.containers = self
+
+    def get(self, tag):
+        if tag not in self.have:
+            raise LookupError(tag)
+        return types.SimpleNamespace(id="sha256:" + "0" * 64)
+
+    def run(self, image, command, detach, **kw):
+        self.calls.append((image, command, kw))
+        return _LocalContainer(command, kw["environment"], kw["working_dir"])
+
+
+def test_docker_runner_runs_the_cli_in_the_image_it_is_given(models, tmp_path):
+    _, onnx_file = models
+    engine = _LocalEngine()
+    cfg = bm.BenchConfig(model_path=str(onnx_file), backend="onnx", model="tiny", batch_size=2, steps=40,
+                         warmup=1, min_duration=0.5)
+    res = bm.RUNNERS["docker"](cfg, tmp_path / "out", image="zoobuild/tiny:inference", client=engine,
+                               echo=lambda *_: None)
+    (image, command, kw), = engine.calls
+    assert image == "zoobuild/tiny:inference" and kw["network_mode"] == "none"
+    assert command[:3] == ["python3", "-m", "slim.benchmark"] and "--no-chart" in command
+    assert kw["volumes"][str(onnx_file.parent)]["mode"] == "ro"
+    assert kw["volumes"][str((tmp_path / "out").resolve())]["mode"] == "rw"
+    # every setting crossed the command line: the run inside is the run asked for
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["config"] == {**cfg.to_json(), "model_path": str(onnx_file.resolve())}
+    assert saved["single_stream"]["queries"] == 40 and saved["offline"]["batch"] == 2
+    assert saved["runner"] == {"name": "docker", "image": "zoobuild/tiny:inference",
+                               "image_id": "sha256:" + "0" * 64} == res["runner"]
+    assert (tmp_path / "out" / "latency.png").exists()          # drawn by the host
+    with pytest.raises(UserError, match="needs the model image's tag"):
+        bm.RUNNERS["docker"](cfg, tmp_path / "none", client=engine)
+    with pytest.raises(UserError, match="is not built"):
+        bm.RUNNERS["docker"](cfg, tmp_path / "none", image="zoobuild/other:1", client=engine)
+
+
+def test_timed_loop_counts_cycles_inputs_and_reports_progress(monkeypatch):
+    import io
+
+    from zoobuild.progress import progress
+
+    monkeypatch.setenv("ZOOBUILD_PROGRESS", "plain")
+    calls, log = [], io.StringIO()
+    with progress("phase", total=130, unit="queries", stream=log) as bar:
+        lat, wall = bm.timed_loop(calls.append, ["a", "b", "c"], warmup=3, min_duration=0, min_queries=0,
+                                  steps=130, bar=bar)
+    assert len(lat) == 130 and len(calls) == 133 and calls[3:7] == ["a", "b", "c", "a"]
+    assert all(x >= 0 for x in lat) and wall > 0
+    assert "phase: 130/130 queries" in log.getvalue()
+    # without a step count: the minimum query count exactly, once the (zero) duration is met
+    lat, _ = bm.timed_loop(calls.append, ["a"], warmup=0, min_duration=0, min_queries=100, steps=0)
+    assert len(lat) == 100
+    lat, _ = bm.timed_loop(calls.append, ["a"], warmup=0, min_duration=0, min_queries=0, steps=0)
+    assert len(lat) == 1

@@ -41,7 +41,7 @@ def test_doit_vars_are_declared_for_every_option():
     for name, typ, default, _, _ in options.TRAIN_OPTIONS + options.EVAL_OPTIONS:
         owned = [v for v in reg.get(name, []) if v.owner == "tasks.train"]
         assert owned and owned[0].type is typ and owned[0].default == default, name
-    assert any(v.owner == "tasks.train" for v in reg["model"])
+    assert [v.owner for v in reg["model"]] == ["tasks.common"]   # declared once, shared
 
 
 @pytest.mark.parametrize("name", ["adadelta", "adagrad", "adam", "ftrl", "momentum",

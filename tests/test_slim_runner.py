@@ -45,7 +45,6 @@ def fake_engine(monkeypatch):
 
     client = _Client()
     monkeypatch.setattr(images.engine, "client", lambda *a, **k: client)
-    monkeypatch.setattr(runners, "model_image", lambda model: f"zoobuild/{model}:latest")
     return client
 
 
@@ -55,7 +54,7 @@ def test_docker_runner_runs_slim_cli_in_the_model_image_as_caller(fake_engine, t
     work = paths.BUILD / "train" / "vgg_16" / "testrunner"
     job = {"cfg": {"model": "vgg_16"}, "dataset_dir": str(data), "train_dir": str(work)}
     try:
-        runners.run("docker", "train", job, work)
+        runners.run("docker", "train", job, work, image="zoobuild/vgg_16:latest")
     finally:
         import shutil
         shutil.rmtree(work, ignore_errors=True)
@@ -77,9 +76,11 @@ def test_docker_runner_failure_and_missing_image_are_one_line(fake_engine, tmp_p
     job = {"cfg": {"model": "vgg_16"}, "dataset_dir": str(tmp_path), "train_dir": str(tmp_path)}
     fake_engine.status = 3
     with pytest.raises(UserError, match="status 3"):
-        runners.run("docker", "eval", job, tmp_path)
+        runners.run("docker", "eval", job, tmp_path, image="zoobuild/vgg_16:latest")
     fake_engine.have = False
     with pytest.raises(UserError, match="doit images"):
+        runners.run("docker", "eval", job, tmp_path, image="zoobuild/vgg_16:latest")
+    with pytest.raises(UserError, match="no image tag given"):
         runners.run("docker", "eval", job, tmp_path)
 
 

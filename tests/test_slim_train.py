@@ -311,16 +311,16 @@ def test_deterministic_runs_give_identical_checkpoints(dataset_dir, tmp_path):
 def test_default_model_has_images_carrying_rich():
     """The main job builds the default model's image chain only; those images hold `rich`,
     which zoobuild.progress imports when a container runs on a terminal."""
-    from images import build
+    from images import plan as plan_mod
     from slim import recipes
     from tasks.train import model_image_names
 
-    plan = build.load_plan()
+    plan = plan_mod.load_plan()
     names = model_image_names(plan, [recipes.DEFAULT_MODEL])
     assert names[:2] == ["tf-compiled-base", "image-recognition"]
     assert all(n.startswith("mobilenet-v1-025-") for n in names[2:]) and len(names) == 4
-    img = plan.by_tag[build.model_image_tag(recipes.DEFAULT_MODEL, plan=plan)]
+    img = plan.by_tag[plan_mod.model_image_tag(plan, recipes.DEFAULT_MODEL)]
     installed = set()
     for a in [img] + plan.ancestors(img):
-        installed |= set(build.image_requirements(plan, a))
+        installed |= set(plan_mod.image_requirements(plan, a))
     assert "rich" in installed

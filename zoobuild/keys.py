@@ -1,11 +1,12 @@
 """Content keys, the hash cache and the run cache.
 
-A stage's key is sha256 over: the stage name, the source of the code it runs,
-its typed parameters (canonical JSON) and the content digests of its inputs.
-File digests go through a SQLite cache keyed on (dev, inode, size, mtime_ns),
-so a no-op run reads no file contents.  Outputs live in a directory named by the
-key with a completion marker written last; an earlier parameter set whose
-directory is complete is found again and nothing runs.
+A stage's key is sha256 over: the stage name, the code it runs (the import closure of its
+entry modules, computed by zoobuild/code.py: repo file -> digest), the versions of the
+third-party distributions that code reaches (`libs`), its typed parameters (canonical JSON)
+and the content digests of its inputs.  File digests go through a SQLite cache keyed on
+(dev, inode, size, mtime_ns), so a no-op run reads no file contents.  Outputs live in a
+directory named by the key with a completion marker written last; an earlier parameter set
+whose directory is complete is found again and nothing runs.
 """
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zoobuild import paths
-from zoobuild.atomic import atomic_dir  # noqa: F401  (stages import it from here too)
+from zoobuild.atomic import atomic_dir, write_json  # noqa: F401  (stages import atomic_dir from here)
+from zoobuild.digest import sha256_file
 
 COMPLETE = ".complete.json"
-_CHUNK = 1 << 20
+
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".git"}
 
 
@@ -31,6 +33,7 @@ class HashCache:
     def __init__(self, db_path: Path):
         self.db_path = Path(db_path)
         self._local = threading.local()
+        self._seen: dict = {}  # path -> (stamp, sha256) answered in this process
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -50,24 +53,25 @@ class HashCache:
         path = os.path.abspath(path)
         st = os.stat(path)
         stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        seen = self._seen.get(path)  # this process asked already: no SQLite round trip
+        if seen is not None and seen[0] == stamp:
+            return seen[1]
         conn = self._conn()
         row = conn.execute(
             "SELECT dev, ino, size, mtime_ns, sha256 FROM files WHERE path=?", (path,)
         ).fetchone()
         if row and tuple(row[:4]) == stamp:
+            self._seen[path] = (stamp, row[4])
             return row[4]
         self.hashed.append(path)
         if os.environ.get("ZOOBUILD_HASH_LOG"):  # lets benchmarks see reads in subprocesses
             with open(os.environ["ZOOBUILD_HASH_LOG"], "a") as log:
                 log.write(path + "\n")
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
-        digest = h.hexdigest()
+        digest = sha256_file(path)
         conn.execute(
             "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)", (path, *stamp, digest)
         )
+        self._seen[path] = (stamp, digest)
         return digest
 
     # paths whose contents were actually read by this process (tests and benchmarks look)
@@ -75,6 +79,19 @@ class HashCache:
 
 
 _CACHE: HashCache | None = None
+_TABLES_MADE: dict = {}
+
+
+def memo_db(*tables: str) -> sqlite3.Connection:
+    """The hash cache's SQLite connection, with `tables` ("name (columns)") created: the other
+    memos keyed on file digests (zoobuild/code.py, zoobuild/dists.py) live beside it."""
+    conn = hash_cache()._conn()
+    made = _TABLES_MADE.setdefault(id(conn), (conn, set()))[1]  # holding conn keeps its id unique
+    for table in tables:
+        if table not in made:
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {table}")
+            made.add(table)
+    return conn
 
 
 def hash_cache() -> HashCache:
@@ -112,21 +129,6 @@ def tree_digest(path, base=None) -> str:
     return h.hexdigest()
 
 
-def code_digest(*sources) -> str:
-    """Digest of the source a stage runs: files or directories, relative to the repo root."""
-    h = hashlib.sha256()
-    for src in sorted(set(map(str, sources))):
-        p = Path(src)
-        p = p if p.is_absolute() else paths.ROOT / p
-        files = [p] if p.is_file() else list(_walk(p))
-        if not files:
-            raise FileNotFoundError(f"code source {src} has no files")
-        for f in files:
-            rel = f.relative_to(paths.ROOT).as_posix() if f.is_relative_to(paths.ROOT) else str(f)
-            h.update(f"{rel}\0{file_digest(f)}\n".encode())
-    return h.hexdigest()
-
-
 def canonical(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
@@ -134,14 +136,18 @@ def canonical(obj) -> str:
 @dataclass(frozen=True)
 class Key:
     stage: str
-    code: dict = field(default_factory=dict)      # source path -> digest
+    code: dict = field(default_factory=dict)      # repo file of the closure -> digest
     params: dict = field(default_factory=dict)    # name -> typed value
     inputs: dict = field(default_factory=dict)    # input name -> digest
+    libs: dict = field(default_factory=dict)      # distribution -> version (or {"image": key})
+    entries: tuple = ()                           # the modules whose closure `code` is
 
     @property
     def parts(self) -> dict:
-        return {"stage": self.stage, "code": self.code, "params": self.params,
-                "inputs": self.inputs}
+        # entries travel with the parts so that a stage can be re-keyed from them elsewhere
+        # (make_key(p["stage"], entries=p["entries"], ..., libs=p["libs"]))
+        return {"stage": self.stage, "entries": list(self.entries), "code": self.code,
+                "params": self.params, "inputs": self.inputs, "libs": self.libs}
 
     @property
     def hex(self) -> str:
@@ -152,13 +158,23 @@ class Key:
         return self.hex[:12]
 
 
-def make_key(stage: str, code=(), params=None, inputs=None) -> Key:
-    """The key of one stage run.  `code` lists files/dirs (repo-relative) the stage runs."""
+def make_key(stage: str, entries=(), params=None, inputs=None, libs=None) -> Key:
+    """The key of one stage run.
+
+    `entries` are the modules the stage runs (dotted names inside the repo, or .py paths);
+    the code part is their computed import closure and `libs` the versions of the third-party
+    distributions it reaches.  Pass `libs` to say what stands in for those versions instead
+    (runner=docker: {"image": <the image's key>}, whose wheels fix them)."""
+    from zoobuild import code as code_mod
+
+    closure = code_mod.closure(entries) if entries else code_mod.Closure({}, {})
     return Key(
         stage=stage,
-        code={str(c): code_digest(c) for c in code},
+        code=closure.files,
         params=json.loads(canonical(params or {})),
         inputs=dict(sorted((inputs or {}).items())),
+        libs=dict(sorted((closure.libs if libs is None else libs).items())),
+        entries=tuple(map(str, entries)),
     )
 
 
@@ -184,9 +200,7 @@ def mark_complete(outdir, key: Key, extra: dict | None = None) -> None:
     """Write the completion marker; it is the last file written into outdir."""
     outdir = Path(outdir)
     body = {"key": key.hex, "parts": key.parts, **(extra or {})}
-    tmp = outdir / f".{COMPLETE}.tmp"
-    tmp.write_text(json.dumps(body, indent=1, sort_keys=True, default=str))
-    os.replace(tmp, outdir / COMPLETE)
+    write_json(outdir / COMPLETE, body)
 
 
 def key_uptodate(key: Key, outdir):
@@ -200,22 +214,38 @@ def key_uptodate(key: Key, outdir):
     return check
 
 
+_SECTION_WORD = {"code": "code", "params": "param", "inputs": "inputs", "libs": "library"}
+
+
 def stale_reasons(key: Key, previous: dict | None) -> list[str]:
-    """Human lines saying how `key` differs from the parts of an earlier finished run."""
+    """Human lines saying how `key` differs from the parts of an earlier finished run:
+    `code slim/convert.py: content changed`, `library tensorflow-cpu: '2.21.0' -> '2.22.0'`,
+    `param steps: 10 -> 20`, `inputs dataset: content changed`."""
     if previous is None:
         return ["never completed"]
     old = previous.get("parts", previous)
     reasons = []
-    for section in ("code", "params", "inputs"):
+    if old.get("stage", key.stage) != key.stage:
+        reasons.append(f"stage: {old.get('stage')!r} -> {key.stage!r}")
+    if old.get("entries", list(key.entries)) != list(key.entries):
+        reasons.append(f"entries: {old.get('entries')} -> {list(key.entries)}")
+    for section, word in _SECTION_WORD.items():
         new_s, old_s = key.parts[section], old.get(section, {})
+        if section == "libs" and ("image" in new_s) != ("image" in old_s):
+            # runner=docker <-> local: one line, not one per distribution
+            show = lambda libs: (f"image key {libs['image']!r}" if "image" in libs  # noqa: E731
+                                 else f"the installed versions ({len(libs)} distributions)")
+            reasons.append(f"library versions: {show(old_s)} -> {show(new_s)}")
+            continue
         for name in sorted(set(new_s) | set(old_s)):
             if name not in old_s:
-                reasons.append(f"{section} {name}: added")
+                what = f"added {new_s[name]!r}" if section in ("params", "libs") else "added"
+                reasons.append(f"{word} {name}: {what}")
             elif name not in new_s:
-                reasons.append(f"{section} {name}: removed")
+                reasons.append(f"{word} {name}: removed")
             elif new_s[name] != old_s[name]:
-                if section == "params":
-                    reasons.append(f"param {name}: {old_s[name]!r} -> {new_s[name]!r}")
+                if section in ("params", "libs"):
+                    reasons.append(f"{word} {name}: {old_s[name]!r} -> {new_s[name]!r}")
                 else:
-                    reasons.append(f"{section} {name}: content changed")
+                    reasons.append(f"{word} {name}: content changed")
     return reasons or ["nothing differs (the output directory is missing or incomplete)"]

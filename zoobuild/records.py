@@ -3,8 +3,9 @@ parallel tasks: a file lock around read-modify-write, and an atomic replace."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from zoobuild.atomic import write_json
 
 
 def read_json(path) -> dict:
@@ -21,6 +22,4 @@ def update_json(path, key: str, entry) -> None:
     with FileLock(str(path) + ".lock"):
         data = read_json(path)
         data[key] = entry
-        tmp = path.with_suffix(f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        write_json(path, data)

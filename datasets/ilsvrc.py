@@ -1,18 +1,13 @@
-"""Index the raw ILSVRC2012 files in place: where each image's bytes are, its label, its boxes.
+"""ILSVRC2012's raw layout parsed into an index: each image's place, label and boxes.
 
-Nothing is extracted.  The tar headers are read with seeks (a 140 GB train tar
-is indexed by reading its ~1.3M 512-byte headers), so conversion workers can
-later read any image with one positioned read.  `data_dir` is a local
-directory or an fsspec URL (s3://, gs://, file://, ...); remote files are read
-through fsspec's read-ahead cache, which turns header seeks into large
-sequential range reads.
-
-Every structural problem becomes a UserError naming the file, the member and
-what was expected, before a single shard is written.
+Reads only what conversion needs: the tar headers (through `tarscan`), the
+validation labels, the bounding-box XMLs and slim's optional metadata list.
+Labels are 1..N in sorted-synset order (0 is slim's background).  Every
+structural problem becomes a UserError naming the file, the member and what was
+expected, before a single shard is written.
 """
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import os
@@ -22,10 +17,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from datasets import layout
+from datasets.storage import Source
+from datasets.tarscan import BLOCK, scan_tar, scan_tar_stream
 from zoobuild.errors import UserError
-
-_BLOCK = 512
-_REMOTE_BLOCK = 16 << 20
 
 
 class Entry(NamedTuple):
@@ -38,192 +32,6 @@ class Entry(NamedTuple):
     synset: str
     boxes: tuple = ()   # ((xmin, ymin, xmax, ymax) in pixels, ...)
     box_size: tuple = ()  # (width, height) the boxes refer to, from the XML
-
-
-def is_url(path) -> bool:
-    return "://" in str(path)
-
-
-class Source:
-    """The raw files of one data directory, local or behind fsspec."""
-
-    def __init__(self, data_dir):
-        self.data_dir = os.fspath(data_dir) if isinstance(data_dir, os.PathLike) else str(data_dir)
-        if is_url(self.data_dir):
-            import fsspec
-
-            self.fs, self.root = fsspec.core.url_to_fs(self.data_dir)
-            self.root = self.root.rstrip("/")
-        else:
-            self.fs, self.root = None, os.path.abspath(self.data_dir)
-
-    def path(self, name: str) -> str:
-        return f"{self.root}/{name}" if self.fs is not None else os.path.join(self.root, name)
-
-    def exists(self, name: str) -> bool:
-        return self.fs.exists(self.path(name)) if self.fs is not None else os.path.isfile(self.path(name))
-
-    def size(self, name: str) -> int:
-        return int(self.fs.size(self.path(name))) if self.fs is not None else os.path.getsize(self.path(name))
-
-    def open(self, name: str, sequential: bool = False):
-        if self.fs is not None:
-            if sequential:  # header scans: big forward range reads
-                return self.fs.open(self.path(name), "rb", block_size=_REMOTE_BLOCK,
-                                    cache_type="readahead")
-            return self.fs.open(self.path(name), "rb", cache_type="none")  # one range per image
-        return open(self.path(name), "rb")
-
-    @contextlib.contextmanager
-    def reader(self, name: str):
-        """A read(offset, n) function over one raw file: os.pread locally, ranged reads remotely."""
-        if self.fs is None:
-            fd = os.open(self.path(name), os.O_RDONLY)
-            try:
-                yield lambda off, n: os.pread(fd, n, off)
-            finally:
-                os.close(fd)
-        else:
-            with self.open(name, sequential=True) as f:
-                def read(off, n):
-                    f.seek(off)
-                    return f.read(n)
-                yield read
-
-    def stamp(self, name: str) -> dict:
-        """Identity of a raw file without reading it (size; mtime or ETag where known)."""
-        if self.fs is not None:
-            info = self.fs.info(self.path(name))
-            return {"size": int(info.get("size") or 0),
-                    "etag": str(info.get("ETag") or info.get("etag") or info.get("md5Hash") or "")}
-        st = os.stat(self.path(name))
-        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def _require(src: Source, name: str) -> None:
-    if not src.exists(name):
-        raise UserError(f"{src.path(name)}: missing; expected the ImageNet file {name} in {src.data_dir}")
-
-
-# ---------------------------------------------------------------- tar headers
-# Python's tarfile costs ~50 us and several reads per member; ImageNet has 1.3M
-# members.  The format is simple: 512-byte headers, data padded to 512 bytes,
-# two zero blocks at the end.  ustar, GNU long names and pax paths are handled.
-
-class _Member(NamedTuple):
-    name: str
-    offset: int   # of the data, relative to the start of the archive
-    size: int
-    type: bytes
-
-
-def _octal(field: bytes, where: str) -> int:
-    if field[:1] in (b"\x80", b"\xff"):  # GNU base-256 for sizes >= 8 GiB
-        n = int.from_bytes(field[1:], "big")
-        return -n if field[:1] == b"\xff" else n
-    text = field.split(b"\0", 1)[0].strip()
-    try:
-        return int(text, 8) if text else 0
-    except ValueError:
-        raise UserError(f"{where}: not a tar (bad header number {text[:12]!r}); "
-                        f"expected a tar archive") from None
-
-
-def _header(block: bytes, where: str, at: int) -> tuple[str, int, bytes]:
-    stored = _octal(block[148:156], where)
-    unsigned = sum(block[:148]) + 256 + sum(block[156:])
-    if stored != unsigned and stored != unsigned - 256 * sum(b >= 128 for b in block[:148] + block[156:]):
-        what = "not a tar" if at == 0 else "corrupt tar"
-        raise UserError(f"{where}: {what} (bad header checksum at byte {at}); expected a tar archive")
-    name = block[:100].split(b"\0", 1)[0]
-    if block[257:262] == b"ustar" and block[345:346] != b"\0" and block[156:157] not in (b"L", b"K"):
-        prefix = block[345:500].split(b"\0", 1)[0]
-        if prefix:
-            name = prefix + b"/" + name
-    return name.decode("utf-8", "surrogateescape"), _octal(block[124:136], where), block[156:157]
-
-
-def _pax_path(data: bytes) -> str | None:
-    path = None
-    i = 0
-    while i < len(data):
-        sp = data.index(b" ", i)
-        length = int(data[i:sp])
-        key, _, value = data[sp + 1:i + length - 1].partition(b"=")
-        if key == b"path":
-            path = value.decode("utf-8", "surrogateescape")
-        i += length
-    return path
-
-
-def scan_tar(read, limit: int, where: str):
-    """Yield the regular files of the tar that read(offset, n) gives, `limit` bytes long.
-
-    Raises UserError for a file that is not a tar, a member past the end, and a
-    missing end-of-archive marker (a tar cut at a member boundary).
-    """
-    off = 0
-    long_name = None
-    empty = True
-    while True:
-        block = read(off, _BLOCK) if off + _BLOCK <= limit else b""
-        if len(block) < _BLOCK:
-            if empty and off == 0:
-                raise UserError(f"{where}: not a tar (only {limit} bytes); expected a tar archive")
-            raise UserError(f"{where}: truncated tar (no end-of-archive marker after byte {off}; "
-                            f"expected a complete tar)")
-        if not any(block):
-            nxt = read(off + _BLOCK, _BLOCK) if off + 2 * _BLOCK <= limit else b""
-            if len(nxt) == _BLOCK and not any(nxt):
-                return
-            raise UserError(f"{where}: truncated tar (incomplete end-of-archive marker at byte {off})")
-        empty = False
-        name, size, kind = _header(block, where, off)
-        data = off + _BLOCK
-        if size < 0 or data + size > limit:
-            raise UserError(f"{where}: truncated tar (member {name} needs bytes up to "
-                            f"{data + size}, the archive has {limit})")
-        off = data + (size + _BLOCK - 1) // _BLOCK * _BLOCK
-        if kind in (b"L", b"x"):  # the next member's long name / pax attributes
-            payload = read(data, size)
-            long_name = (payload.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-                         if kind == b"L" else _pax_path(payload) or long_name)
-            continue
-        if kind in (b"K", b"g"):
-            continue
-        if long_name is not None:
-            name, long_name = long_name, None
-        if kind in (b"0", b"\0", b"7"):
-            yield _Member(name, data, size, kind)
-
-
-def scan_tar_stream(f, where: str):
-    """Yield (name, data) of the regular files of a tar read sequentially from f."""
-    long_name = None
-    at = 0
-    while True:
-        block = f.read(_BLOCK)
-        if len(block) < _BLOCK or not any(block):
-            if at == 0 and len(block) < _BLOCK:
-                raise UserError(f"{where}: not a tar (empty); expected a tar archive")
-            return
-        name, size, kind = _header(block, where, at)
-        padded = (size + _BLOCK - 1) // _BLOCK * _BLOCK
-        data = f.read(padded)
-        if len(data) < padded:
-            raise UserError(f"{where}: truncated archive at {name}")
-        at += _BLOCK + padded
-        data = data[:size]
-        if kind in (b"L", b"x"):
-            long_name = (data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-                         if kind == b"L" else _pax_path(data) or long_name)
-            continue
-        if kind in (b"K", b"g"):
-            continue
-        if long_name is not None:
-            name, long_name = long_name, None
-        if kind in (b"0", b"\0", b"7"):
-            yield name, data
 
 
 def scan_train(src: Source) -> dict[str, list[tuple[str, int, int]]]:
@@ -248,7 +56,7 @@ def scan_train(src: Source) -> dict[str, list[tuple[str, int, int]]]:
         def inner(item):
             synset, m = item
             where = f"{src.path(name)}: {m.name}"
-            if m.size >= _BLOCK and not any(read(m.offset, _BLOCK)):
+            if m.size >= BLOCK and not any(read(m.offset, BLOCK)):
                 images = []  # a tar with nothing in it
             else:
                 start = m.offset
@@ -384,7 +192,7 @@ def build_index(data_dir) -> Index:
     if src.fs is None and not os.path.isdir(src.root):
         raise UserError(f"data_dir={src.data_dir}: not a directory; expected the ILSVRC2012 files")
     for name in (layout.TRAIN_TAR, layout.VAL_TAR, layout.VAL_LABELS):
-        _require(src, name)
+        src.require(name)
     train = scan_train(src)
     synsets = sorted(train)
     label_of = {s: i for i, s in enumerate(synsets, start=1)}

@@ -1,0 +1,67 @@
+"""The shared cache under the real graph: a second build directory fetches every stage of
+`doit export` from the first one's cache, runs no stage action, and gets the same bytes."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import run_doit
+
+pytestmark = [pytest.mark.slow]
+
+ARGS = ["export", "model=mobilenet_v1_025", "steps=6", "batch_size=4", "train_image_size=96"]
+
+
+def _tree(d: Path) -> dict:
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def _export_dir(build: Path) -> Path:
+    done = [d for d in (build / "export" / "mobilenet_v1_025").iterdir() if (d / ".complete.json").exists()]
+    assert len(done) == 1, done
+    return done[0]
+
+
+def test_a_second_build_dir_fetches_the_export_and_trains_nothing(tmp_path):
+    cache = (tmp_path / "cache").as_uri()
+    a, b = tmp_path / "A", tmp_path / "B"
+    first = run_doit(ARGS + [f"cache={cache}"], env={"ZOOBUILD_BUILD_DIR": str(a)})
+    assert "cache: 0 fetched" in first.stderr and "uploaded" in first.stderr
+    stages = sorted(p.name for p in (tmp_path / "cache" / "keys").iterdir())
+    assert stages == ["export", "synthetic", "tfrecords", "train"]
+
+    why = run_doit(["why", "export:mobilenet_v1_025", f"cache={cache}"] + ARGS[1:],
+                   env={"ZOOBUILD_BUILD_DIR": str(b)}, check=False)
+    assert f"cached: fetched from {cache}" in why.stdout
+
+    second = run_doit(ARGS + [f"cache={cache}"], env={"ZOOBUILD_BUILD_DIR": str(b)})
+    line = next(l for l in second.stderr.splitlines() if "zoobuild: cache:" in l)
+    assert line.startswith("zoobuild: cache: 4 fetched, 0 built, 0 uploaded"), line
+    assert "train mobilenet_v1_025: new run" not in second.stdout
+    assert list((b / "train" / "mobilenet_v1_025").glob("*/model.ckpt-*.index"))  # the run came too
+    assert _tree(_export_dir(a)) == _tree(_export_dir(b))
+
+    # a rerun in B is a no-op; without the cache a third dir builds everything itself
+    again = run_doit(ARGS + [f"cache={cache}"], env={"ZOOBUILD_BUILD_DIR": str(b)})
+    assert "fetched" not in again.stdout
+    off = run_doit(ARGS + [f"cache={cache}", "cache_mode=off"],
+                   env={"ZOOBUILD_BUILD_DIR": str(tmp_path / "C")})
+    assert "train mobilenet_v1_025: new run" in off.stdout
+
+
+def test_a_flipped_byte_in_a_blob_is_reported_and_rebuilt(tmp_path):
+    cache_dir = tmp_path / "cache"
+    cache = cache_dir.as_uri()
+    args = ["imagenet_tfrecords", f"cache={cache}"]
+    run_doit(args, env={"ZOOBUILD_BUILD_DIR": str(tmp_path / "A")})
+    manifest = json.loads(next((cache_dir / "keys" / "tfrecords").iterdir()).read_text())
+    victim = max(manifest["files"], key=lambda e: e["size"])
+    blob = cache_dir / "blobs" / "sha256" / victim["sha256"][:2] / victim["sha256"]
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    blob.write_bytes(bytes(data))
+    res = run_doit(args, env={"ZOOBUILD_BUILD_DIR": str(tmp_path / "C")})
+    assert f"blob {victim['sha256'][:12]} of {victim['path']} is corrupt" in res.stderr
+    assert "1 built" in res.stderr and "1 uploaded" in res.stderr      # rebuilt and replaced
+    assert blob.read_bytes() != bytes(data)

@@ -1,0 +1,386 @@
+"""The shared cache: finished key directories stored by content, so that a second machine
+fetches what the first one built.
+
+Layout under the cache URL (any fsspec filesystem: a directory, file://, s3://, gs://):
+
+    blobs/sha256/<2 hex>/<64 hex>          one file's bytes, named by their sha256
+    keys/<stage>/<key hex>.json            the manifest of one finished key directory,
+                                           written last: the entry exists once it does
+
+A manifest lists every regular file of the directory (relative path, sha256, size, mode) and
+the completion marker's content.  Fetching checks every blob's sha256 before anything lands,
+unpacks into a temporary directory beside the target, writes the marker last and renames the
+directory into place, so a failure leaves nothing behind.  Paths that are absolute, contain
+`..` or name anything but a regular file are refused.  Two machines uploading the same key
+write the same blobs (same names, same bytes) and one whole manifest each; whichever lands
+last is a valid entry.  A cache that cannot be reached costs one warning line and the build
+goes on locally: the cache never fails a build.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import shutil
+import stat
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from zoobuild.digest import sha256_file
+from zoobuild.errors import UserError
+
+MODES = ("readwrite", "read", "off")
+FORMAT = 1
+MARKER = ".complete.json"
+_CHUNK = 1 << 20
+_BAR_BYTES = 32 << 20       # transfers this large show progress (they take more than a few seconds)
+
+
+def warn(message: str) -> None:
+    print(f"zoobuild: cache: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Stats:
+    """What the cache did in this run; `summary()` is the line a run ends with.  Events also go
+    to the file named by ZOOBUILD_CACHE_EVENTS when set, so that the actions of a parallel run
+    (`doit -n N`, worker processes) count in the summary the main process prints."""
+    fetched: list = field(default_factory=list)
+    built: list = field(default_factory=list)
+    uploaded: list = field(default_factory=list)
+    bytes_down: int = 0
+    bytes_up: int = 0
+
+    def note(self, kind: str, name: str, nbytes: int = 0) -> None:
+        self._add(kind, name, nbytes)
+        events = os.environ.get("ZOOBUILD_CACHE_EVENTS")
+        if events and os.getpid() != int(os.environ.get("ZOOBUILD_CACHE_EVENTS_PID", "0")):
+            with open(events, "a") as f:          # one short line per event: appends stay whole
+                f.write(json.dumps([kind, name, nbytes]) + "\n")
+
+    def _add(self, kind, name, nbytes):
+        getattr(self, kind).append(name)
+        if kind == "fetched":
+            self.bytes_down += nbytes
+        elif kind == "uploaded":
+            self.bytes_up += nbytes
+
+    def merge_events(self, path) -> None:
+        """Add the events worker processes wrote to `path`."""
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError:
+            return
+        for line in lines:
+            try:
+                kind, name, nbytes = json.loads(line)
+            except ValueError:
+                continue
+            self._add(kind, name, nbytes)
+
+    def summary(self) -> str:
+        return (f"cache: {len(self.fetched)} fetched, {len(self.built)} built, "
+                f"{len(self.uploaded)} uploaded; {_size(self.bytes_down)} down, "
+                f"{_size(self.bytes_up)} up")
+
+    def any(self) -> bool:
+        return bool(self.fetched or self.built or self.uploaded)
+
+
+STATS = Stats()
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+class CacheError(Exception):
+    """An entry that must not be used (corrupt, truncated, unsafe); named in one line."""
+
+
+def safe_relpath(name: str) -> str:
+    """A manifest path as a safe relative POSIX path, or CacheError."""
+    if not isinstance(name, str) or not name or "\\" in name or "\0" in name:
+        raise CacheError(f"unsafe path {name!r}")
+    p = PurePosixPath(name)
+    if p.is_absolute() or any(part in ("..", ".", "") for part in name.split("/")):
+        raise CacheError(f"unsafe path {name!r}: expected a relative path inside the entry")
+    return p.as_posix()
+
+
+def scan_dir(root: Path) -> list[dict]:
+    """Every regular file under root (sorted), refusing links and special files."""
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for name in sorted(dirnames):
+            if os.path.islink(os.path.join(dirpath, name)):
+                raise CacheError(f"{os.path.join(dirpath, name)} is a link; only regular files are cached")
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            st = path.lstat()
+            if not stat.S_ISREG(st.st_mode):
+                raise CacheError(f"{path} is not a regular file; only regular files are cached")
+            rel = path.relative_to(root).as_posix()
+            if rel == MARKER or name.startswith(f".{MARKER}.tmp"):
+                continue
+            entries.append({"path": rel, "sha256": sha256_file(path), "size": st.st_size,
+                            "mode": 0o755 if st.st_mode & 0o111 else 0o644})
+    return entries
+
+
+class Cache:
+    def __init__(self, url: str, mode: str = "readwrite", storage_options: dict | None = None):
+        if mode not in MODES:
+            raise UserError(f"cache_mode={mode!r}: expected one of {', '.join(MODES)}")
+        self.url, self.mode = url, mode
+        self.storage_options = dict(storage_options or {})
+        self._fs = None
+        self._root = None
+        self.unreachable = False
+        self.bad_blobs: set[str] = set()     # seen corrupt here: the next upload overwrites them
+
+    # ---------------------------------------------------------------- the filesystem
+    def _open(self):
+        if self._fs is None:
+            import fsspec
+
+            url = self.url if "://" in self.url else Path(self.url).expanduser().resolve().as_uri()
+            try:
+                self._fs, root = fsspec.core.url_to_fs(url, **self.storage_options)
+            except (ImportError, ValueError) as err:
+                raise UserError(f"cache={self.url}: {err}") from None
+            self._root = root.rstrip("/")
+        return self._fs
+
+    def _path(self, *parts) -> str:
+        self._open()
+        return posixpath.join(self._root, *parts) if self._root else posixpath.join(*parts)
+
+    def blob_path(self, sha: str) -> str:
+        return self._path("blobs", "sha256", sha[:2], sha)
+
+    def manifest_path(self, stage: str, key_hex: str) -> str:
+        return self._path("keys", stage, f"{key_hex}.json")
+
+    def _unreachable(self, err) -> None:
+        if not self.unreachable:
+            warn(f"{self.url} cannot be reached ({type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}); building locally")
+        self.unreachable = True
+
+    # ---------------------------------------------------------------- reading
+    def read_manifest(self, stage: str, key_hex: str) -> dict | None:
+        """The manifest of a key, None when absent; CacheError when it is not a whole manifest."""
+        fs = self._open()
+        path = self.manifest_path(stage, key_hex)
+        try:
+            with fs.open(path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return None
+        try:
+            manifest = json.loads(raw)
+        except ValueError:
+            raise CacheError(f"manifest {path} is truncated or not JSON") from None
+        if (not isinstance(manifest, dict) or manifest.get("format") != FORMAT
+                or manifest.get("key") != key_hex or not isinstance(manifest.get("files"), list)
+                or not isinstance(manifest.get("marker"), str)
+                or _marker_key(manifest["marker"]) != key_hex):
+            raise CacheError(f"manifest {path} is not a zoobuild manifest for key {key_hex[:12]}")
+        for entry in manifest["files"]:
+            if not isinstance(entry, dict) or set(entry) != {"path", "sha256", "size", "mode"}:
+                raise CacheError(f"manifest {path}: malformed file entry {entry!r}")
+            safe_relpath(entry["path"])
+            if not (isinstance(entry["sha256"], str) and len(entry["sha256"]) == 64):
+                raise CacheError(f"manifest {path}: bad sha256 for {entry['path']}")
+        return manifest
+
+    def lookup(self, stage: str, key_hex: str) -> str:
+        """For `doit why`: one phrase saying whether the key is in the cache."""
+        if self.mode == "off":
+            return "cache off"
+        try:
+            manifest = self.read_manifest(stage, key_hex)
+        except CacheError as err:
+            return f"in cache but unusable ({err})"
+        except Exception as err:            # unreachable: never fails the caller
+            return f"cache {self.url} cannot be reached ({type(err).__name__})"
+        if manifest is None:
+            return f"not in cache {self.url}"
+        size = sum(e["size"] for e in manifest["files"])
+        return (f"cached: fetched from {self.url} by the next run ({len(manifest['files'])} files, "
+                f"{_size(size)})")
+
+    def fetch(self, stage: str, key_hex: str, outdir) -> bool:
+        """On a hit: download, verify and unpack into outdir, marker last; True.  On a miss, an
+        unusable entry or an unreachable cache: False, and outdir is left as it was."""
+        if self.mode == "off" or self.unreachable:
+            return False
+        outdir = Path(outdir)
+        try:
+            manifest = self.read_manifest(stage, key_hex)
+            if manifest is None:
+                return False
+            moved = self._unpack(manifest, outdir)
+        except CacheError as err:
+            warn(f"{stage} {key_hex[:12]}: {err}; ignoring the entry and building locally")
+            return False
+        except UserError:
+            raise
+        except Exception as err:
+            self._unreachable(err)
+            return False
+        STATS.note("fetched", f"{stage}/{key_hex[:12]}", moved)
+        return True
+
+    def _unpack(self, manifest: dict, outdir: Path) -> int:
+        from zoobuild.progress import progress
+
+        fs = self._open()
+        outdir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = outdir.parent / f".{outdir.name}.fetch-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        total = sum(e["size"] for e in manifest["files"])
+        moved = 0
+        tmp.mkdir()
+        try:
+            bar = progress(f"fetch {manifest['stage']} {manifest['key'][:12]}", total=total,
+                           unit="B") if total >= _BAR_BYTES else None
+            with bar if bar is not None else _nothing() as meter:
+                for entry in manifest["files"]:
+                    rel = safe_relpath(entry["path"])
+                    dest = tmp / rel
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    h = hashlib.sha256()
+                    try:
+                        with fs.open(self.blob_path(entry["sha256"]), "rb") as src, open(dest, "wb") as out:
+                            while chunk := src.read(_CHUNK):
+                                h.update(chunk)
+                                out.write(chunk)
+                                moved += len(chunk)
+                                if meter is not None:
+                                    meter.advance(len(chunk))
+                    except FileNotFoundError:
+                        raise CacheError(f"blob {entry['sha256'][:12]} of {rel} is missing") from None
+                    if h.hexdigest() != entry["sha256"]:
+                        self.bad_blobs.add(entry["sha256"])
+                        raise CacheError(f"blob {entry['sha256'][:12]} of {rel} is corrupt "
+                                         f"(sha256 {h.hexdigest()[:12]})")
+                    os.chmod(dest, 0o755 if entry["mode"] & 0o111 else 0o644)
+            marker = tmp / MARKER
+            marker.write_text(manifest["marker"])
+            if outdir.exists():
+                shutil.rmtree(outdir)
+            os.replace(tmp, outdir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return moved
+
+    # ---------------------------------------------------------------- writing
+    def upload(self, stage: str, key_hex: str, srcdir) -> bool:
+        """Store a finished key directory: blobs first, the manifest last.  Never raises for a
+        cache problem (one warning line); True when the entry is in the cache afterwards."""
+        if self.mode != "readwrite" or self.unreachable:
+            return False
+        srcdir = Path(srcdir)
+        try:
+            marker = (srcdir / MARKER).read_text()
+        except OSError:
+            return False                    # not a finished directory: nothing to share
+        if _marker_key(marker) != key_hex:
+            return False
+        try:
+            files = scan_dir(srcdir)
+            moved = self._put_blobs(stage, key_hex, srcdir, files)
+            manifest = {"format": FORMAT, "stage": stage, "key": key_hex, "files": files,
+                        "marker": marker, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            self._put_bytes(json.dumps(manifest, indent=1, sort_keys=True).encode(),
+                            self.manifest_path(stage, key_hex))
+        except CacheError as err:
+            warn(f"{stage} {key_hex[:12]}: not uploaded: {err}")
+            return False
+        except UserError:
+            raise
+        except Exception as err:
+            self._unreachable(err)
+            return False
+        STATS.note("uploaded", f"{stage}/{key_hex[:12]}", moved)
+        return True
+
+    def _put_blobs(self, stage, key_hex, srcdir: Path, files: list[dict]) -> int:
+        from zoobuild.progress import progress
+
+        fs = self._open()
+        todo = []
+        for entry in files:
+            target = self.blob_path(entry["sha256"])
+            if entry["sha256"] in self.bad_blobs or not fs.exists(target):
+                todo.append(entry)
+        total = sum(e["size"] for e in todo)
+        bar = progress(f"upload {stage} {key_hex[:12]}", total=total, unit="B") \
+            if total >= _BAR_BYTES else None
+        moved = 0
+        with bar if bar is not None else _nothing() as meter:
+            for entry in todo:
+                self._put_file(srcdir / entry["path"], self.blob_path(entry["sha256"]))
+                self.bad_blobs.discard(entry["sha256"])
+                moved += entry["size"]
+                if meter is not None:
+                    meter.advance(entry["size"])
+        return moved
+
+    def _put_file(self, local: Path, target: str) -> None:
+        """Write under a unique temporary name, then move into place: a reader never sees a
+        partial object (object stores make each put whole anyway)."""
+        fs = self._open()
+        fs.makedirs(posixpath.dirname(target), exist_ok=True)
+        tmp = f"{target}.tmp-{uuid.uuid4().hex[:12]}"
+        fs.put_file(str(local), tmp)
+        fs.mv(tmp, target)
+
+    def _put_bytes(self, data: bytes, target: str) -> None:
+        fs = self._open()
+        fs.makedirs(posixpath.dirname(target), exist_ok=True)
+        tmp = f"{target}.tmp-{uuid.uuid4().hex[:12]}"
+        with fs.open(tmp, "wb") as f:
+            f.write(data)
+        fs.mv(tmp, target)
+
+
+def _marker_key(text: str):
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return None
+    return body.get("key") if isinstance(body, dict) else None
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+_OPEN: dict = {}
+
+
+def open_cache(url: str, mode: str = "readwrite", storage_options: dict | None = None) -> Cache | None:
+    """The Cache for a URL (one per process and settings), or None when there is none to use."""
+    if mode not in MODES:
+        raise UserError(f"cache_mode={mode!r}: expected one of {', '.join(MODES)}")
+    if not url or mode == "off":
+        return None
+    sig = (url, mode, json.dumps(storage_options or {}, sort_keys=True, default=str))
+    if sig not in _OPEN:
+        _OPEN[sig] = Cache(url, mode, storage_options)
+    return _OPEN[sig]
