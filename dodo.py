@@ -12,6 +12,7 @@ from tasks.images import *  # noqa: F401,F403
 from tasks.data import *  # noqa: F401,F403
 from tasks.train import *  # noqa: F401,F403
 from tasks.publish import *  # noqa: F401,F403
+from tasks.pipeline import *  # noqa: F401,F403
 
 DOIT_CONFIG = {
     "backend": "sqlite3",

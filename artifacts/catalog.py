@@ -9,22 +9,37 @@ import json
 
 from artifacts import semver, store as st
 
-COLUMNS = ("model", "version", "arch", "precision", "format", "top-1", "throughput (img/s)",
-           "size", "sha256")
+COLUMNS = ("model", "version", "arch", "precision", "format", "top-1", "throughput (img/s)", "size",
+           "top-1 from", "package sha256")
+
+
+def _top1(a: dict, bench_result: dict, m: dict) -> tuple:
+    """(top-1, where it was measured): the conversion gate's figure on labelled data first
+    (what decided that this precision may ship), then an accuracy benchmark, then eval."""
+    gate = a.get("gate") or {}
+    if gate.get("data") == "tfrecords" and gate.get("top1") is not None:
+        return gate["top1"], "gate"
+    if bench_result.get("top1") is not None:
+        return bench_result["top1"], "benchmark"
+    if a.get("format") == "savedmodel" and (m.get("eval") or {}).get("top1") is not None:
+        return m["eval"]["top1"], "eval"
+    return None, None
 
 
 def _rows_for(m: dict) -> list[dict]:
-    """One row per precision the artifact carries."""
+    """One row per precision the artifact carries, each with its own file size."""
     rows = []
     bench = m.get("benchmark") or {}
     for a in m.get("artifacts") or [{"precision": "fp32", "format": "unknown"}]:
-        key = f"{a.get('format')}-{a.get('precision')}"
-        result = bench.get(key) or {}
-        top1 = result.get("top1", (m.get("eval") or {}).get("top1") if a.get("format") == "savedmodel" else None)
+        result = bench.get(f"{a.get('format')}-{a.get('precision')}") or {}
+        top1, source = _top1(a, result, m)
         rows.append({
             "precision": a.get("precision"),
             "format": a.get("format"),
             "top1": top1,
+            "top1_from": source,
+            "gate": a.get("gate"),
+            "size": a.get("size"),
             "throughput": result.get("throughput_ips"),
         })
     return rows
@@ -77,7 +92,8 @@ def render_markdown(index: dict) -> str:
                     lines.append("| " + " | ".join([
                         name, version, arch, str(r["precision"]), str(r["format"]),
                         _fmt(r["top1"]), _fmt(r["throughput"], "{:.1f}"),
-                        _human_size(a["size"]), f"`{a['sha256'][:16]}`"]) + " |")
+                        _human_size(r["size"]) if r.get("size") is not None else "–",
+                        r.get("top1_from") or "–", f"`{a['sha256'][:16]}`"]) + " |")
     return "\n".join(lines) + "\n"
 
 

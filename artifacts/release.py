@@ -19,6 +19,14 @@ from zoobuild import gitrev
 from zoobuild.errors import UserError
 
 
+# what the conversion gate measured, per precision (slim.convert.gate), kept with each artifact
+GATE_FIGURES = ("data", "top1", "fp32_top1", "top1_ratio", "top1_agreement", "clear", "samples", "max_abs")
+
+
+def _tree_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
 def git_revision(root: Path) -> dict:
     return gitrev.revision(root)
 
@@ -72,7 +80,8 @@ def build_manifest(model: str, export_dir: Path, convert_report: dict | None, be
                      "global_step": info.get("global_step")},
         "eval": eval_metrics or info.get("eval") or info.get("metrics"),
         "benchmark": benchmarks,
-        "parity": {p: {k: r.get(k) for k in ("passed", "max_abs", "top1_agreement", "tolerance", "reason")}
+        "parity": {p: {k: r.get(k) for k in ("passed", "max_abs", "top1_agreement", "tolerance", "reason",
+                                             *GATE_FIGURES)}
                    for p, r in (convert_report or {}).get("results", {}).items()},
         "converters": (convert_report or {}).get("converters") or convert.versions(),
         "conversion": {k: (convert_report or {}).get(k) for k in ("batch_size", "opset", "nchw",
@@ -129,7 +138,10 @@ def release(store: st.Store, model: str, version: str, *, export_dir, convert_di
     entries = {"saved_model": sm}
     if (export_dir / "export.json").exists():
         entries["export.json"] = export_dir / "export.json"
-    artifacts = [{"format": "savedmodel", "precision": "fp32", "file": "saved_model"}]
+    fp32_gate = ((report or {}).get("results") or {}).get("fp32") or {}
+    artifacts = [{"format": "savedmodel", "precision": "fp32", "file": "saved_model", "size": _tree_size(sm),
+                  "gate": ({"data": fp32_gate.get("data"), "top1": fp32_gate.get("fp32_top1")}
+                           if fp32_gate.get("data") else None)}]
     wanted = precisions if precisions is not None else (report or {}).get("passed", [])
     for p in wanted:
         r = (report or {}).get("results", {}).get(p)
@@ -144,7 +156,8 @@ def release(store: st.Store, model: str, version: str, *, export_dir, convert_di
                             f"re-run `doit convert model={model}`")
         entries[f"onnx/{f.name}"] = f
         artifacts.append({"format": "onnx", "precision": p, "file": f"onnx/{f.name}", "sha256": r["sha256"],
-                          "size": r["size"], "parity": {k: r.get(k) for k in ("max_abs", "top1_agreement")}})
+                          "size": r["size"], "parity": {k: r.get(k) for k in ("max_abs", "top1_agreement")},
+                          "gate": {k: r.get(k) for k in GATE_FIGURES}})
     if report is not None:
         entries["parity.json"] = Path(convert_dir) / "report.json"
     for d in bench_dirs:

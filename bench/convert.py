@@ -1,4 +1,7 @@
-"""ImageNet conversion speed: datasets.convert against tensorflow-datasets' imagenet2012 builder.
+"""Conversion benchmarks: ImageNet -> TFRecords speed (default mode), and the peak memory of
+converting vgg_16 to ONNX (`vgg_16` mode).
+
+imagenet mode: datasets.convert against tensorflow-datasets' imagenet2012 builder.
 
 Both read the same synthetic ILSVRC2012 tars (real ImageNet synset ids, so the TFDS
 builder accepts them; about 100 KB JPEGs by default) in the same run, each in its
@@ -18,6 +21,15 @@ Targets (issue 4): >= 5x TFDS images/s, <= 1/4 of its peak memory, read fraction
 
 Writes build/bench/convert.json.  The generated tars are kept under
 build/bench/convert_data/<params>/ and reused by later runs.
+
+vgg_16 mode: `slim.convert.convert` of a vgg_16 export (fp32, fp16, int8, batch 1) with the
+gate on a small labelled synthetic TFRecord set, run in a child process; the figure is the
+highest summed RSS of that process and all its children (the per-step processes included),
+sampled every 20 ms.  Target (issue 13): <= 3 GB; we aim at <= 2.5 GiB for headroom.  The
+export has random weights (memory does not depend on their values) and is made once under
+build/bench/convert_vgg_16/.
+
+    .venv/bin/python bench/convert.py vgg_16            # writes build/bench/convert_vgg_16.json
 """
 from __future__ import annotations
 
@@ -58,6 +70,73 @@ b.download_and_prepare(download_config=tfds.download.DownloadConfig(
 sec = time.perf_counter() - t
 print(json.dumps({"seconds": sec, "examples": {k: v.num_examples for k, v in b.info.splits.items()}}))
 """
+
+
+_VGG_CONVERT = """
+import json, sys, time
+from slim.convert import convert
+t = time.perf_counter()
+r = convert(sys.argv[1], sys.argv[2], precisions=("fp32", "fp16", "int8"), batch_size=1, data_dir=sys.argv[3],
+            progress=lambda line: print(line, file=sys.stderr, flush=True))
+print(json.dumps({"seconds": time.perf_counter() - t, "passed": r["passed"], "rejected": r["rejected"],
+                  "gate": r["gate"], "calibration": r["calibration"],
+                  "results": {p: {k: v.get(k) for k in ("passed", "top1", "fp32_top1", "top1_agreement", "clear",
+                                                        "max_abs", "data", "size", "reason")}
+                              for p, v in r["results"].items()}}))
+"""
+
+
+def make_vgg_16_export(work: Path) -> tuple[Path, Path]:
+    """A small labelled TFRecord set and a vgg_16 export with seeded random weights."""
+    data, export = work / "tfrecords", work / "export"
+    if not (data / "manifest.json").is_file():
+        from datasets.convert import convert
+        from datasets.synthetic import make_mini_ilsvrc
+
+        make_mini_ilsvrc(work / "raw", num_classes=10, train_per_class=8, val_per_class=4, image_size=64, seed=0)
+        convert(work / "raw", data, train_shards=1, validation_shards=1, workers=1, progress=False)
+    if (export / "export.json").is_file():
+        return data, export
+    import slim.compat  # noqa: F401
+    import tensorflow as tf
+
+    from slim import nets
+    from slim.export import export as export_model
+
+    v1 = tf.compat.v1
+    with tf.Graph().as_default():
+        v1.set_random_seed(0)
+        nets.get_network_fn("vgg_16", 11, is_training=False)(v1.placeholder(tf.float32, [None, 224, 224, 3]))
+        step = v1.train.get_or_create_global_step()
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            v1.train.Saver().save(sess, str(work / "ckpt" / "model.ckpt"), global_step=step)
+    export_model({"model": "vgg_16"}, data, str(work / "ckpt"), export)
+    return data, export
+
+
+def vgg_16_memory(args) -> int:
+    work = ROOT / "build" / "bench" / "convert_vgg_16"
+    data, export = make_vgg_16_export(work)
+    out = work / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    load_start = os.getloadavg()[0]
+    result = run_measured(_VGG_CONVERT, [str(export), str(out), str(data)], stderr=None)
+    shutil.rmtree(out, ignore_errors=True)
+    gib = result["peak_rss_bytes"] / 2**30
+    result.update(peak_rss_gib=gib, target_gb=3.0, aim_gib=2.5, met=result["peak_rss_bytes"] <= 3e9,
+                  cpus=os.cpu_count(), loadavg_1m={"start": load_start, "end": os.getloadavg()[0]})
+    # the child, then one process per step: reference, then convert and gate for fp32, fp16, int8
+    print("per process (first seen first): "
+          + ", ".join(f"{b / 2**30:.2f}" for b in result["process_peaks_bytes"]) + " GiB")
+    print(f"vgg_16 convert (fp32, fp16, int8; gate on {result['gate']['data']}): peak RSS {gib:.2f} GiB "
+          f"({result['peak_rss_bytes'] / 1e9:.2f} GB; target <= 3 GB), {result['seconds']:.0f} s; "
+          f"passed {','.join(result['passed']) or '-'}, rejected {','.join(result['rejected']) or '-'}")
+    path = Path(args.json or ROOT / "build" / "bench" / "convert_vgg_16.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {path}")
+    return 0
 
 
 def _tfds_synsets(n: int) -> list[str]:
@@ -119,14 +198,15 @@ def raw_read(paths, chunk=8 << 20) -> dict:
     return {"bytes": total, "seconds": sec, "bytes_per_second": total / sec}
 
 
-def run_measured(code: str, argv: list[str]) -> dict:
+def run_measured(code: str, argv: list[str], stderr=subprocess.PIPE) -> dict:
     """Run code in a fresh interpreter; sample the RSS of it and its children."""
     import psutil
 
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT), NO_GCE_CHECK="true")
     proc = subprocess.Popen([sys.executable, "-c", code, *argv], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=stderr, text=True)
     peak = [0]
+    per_process = {}     # pid -> highest RSS, in the order the processes were first seen
     stop = threading.Event()
 
     def sample():
@@ -140,9 +220,11 @@ def run_measured(code: str, argv: list[str]) -> dict:
                 rss = 0
                 for p in procs:
                     try:
-                        rss += p.memory_info().rss
+                        one = p.memory_info().rss
                     except psutil.Error:
-                        pass
+                        continue
+                    rss += one
+                    per_process[p.pid] = max(per_process.get(p.pid, 0), one)
                 peak[0] = max(peak[0], rss)
             except psutil.Error:
                 break
@@ -156,14 +238,17 @@ def run_measured(code: str, argv: list[str]) -> dict:
     stop.set()
     th.join()
     if proc.returncode != 0:
-        raise SystemExit(f"benchmark subprocess failed ({proc.returncode}):\n{err[-3000:]}")
+        raise SystemExit(f"benchmark subprocess failed ({proc.returncode}):\n{(err or '')[-3000:]}")
     result = json.loads(out.strip().splitlines()[-1])
-    result.update(peak_rss_bytes=peak[0], process_wall_seconds=wall)
+    result.update(peak_rss_bytes=peak[0], process_wall_seconds=wall,
+                  process_peaks_bytes=list(per_process.values()))
     return result
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("mode", nargs="?", choices=("imagenet", "vgg_16"), default="imagenet",
+                    help="imagenet: TFRecord conversion speed; vgg_16: peak memory of ONNX conversion")
     ap.add_argument("--classes", type=int, default=100)
     ap.add_argument("--train-per-class", type=int, default=100)
     ap.add_argument("--val-per-class", type=int, default=10)
@@ -175,8 +260,11 @@ def main() -> int:
     ap.add_argument("--validation-shards", default="128", help="a count or auto")
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--skip-tfds", action="store_true")
-    ap.add_argument("--json", default=str(ROOT / "build" / "bench" / "convert.json"))
+    ap.add_argument("--json", default=None, help="default build/bench/convert.json (vgg_16: convert_vgg_16.json)")
     args = ap.parse_args()
+    if args.mode == "vgg_16":
+        return vgg_16_memory(args)
+    args.json = args.json or str(ROOT / "build" / "bench" / "convert.json")
 
     data = make_data(args)
     load_start = os.getloadavg()[0]

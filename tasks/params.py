@@ -191,7 +191,12 @@ def host_port(text: str) -> None:
 
 
 def cluster_file(text: str) -> None:
-    """a JSON/YAML file of ps and worker lists of host:port"""
+    """a JSON/YAML file of ps and worker lists of host:port, or k8s:ps=P,workers=N (doit pipeline)"""
+    if text.startswith("k8s:"):   # Kubernetes manifests of `doit pipeline`, no file to read
+        from pipelines.k8s import parse_cluster
+
+        parse_cluster(text)
+        return
     from slim.distributed import load_cluster
 
     load_cluster(text)   # a UserError that names the file and what was expected

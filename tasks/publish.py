@@ -1,6 +1,6 @@
 """After training: convert, benchmark, publish and fetch (one subtask per model).
 
-    doit convert model=vgg_16 precisions=fp32,fp16,int8 onnx_batch=1 opset=17
+    doit convert model=vgg_16 onnx_precisions=fp32,fp16,int8 onnx_batch=1 opset=17
     doit benchmark model=vgg_16 backend=onnx precision=fp16 bench_batch_size=8 cores=2 instances=1
     doit benchmark model=vgg_16 mode=accuracy
     doit benchmark model=vgg_16 bench_runner=docker          # inside the model's image
@@ -33,15 +33,15 @@ __all__ = ["task_convert", "task_benchmark", "task_publish", "task_fetch"]
 _PRECISIONS = ("fp32", "fp16", "int8")
 
 EXPORT_DIR = Var("export_dir", str, "", "SavedModel export dir; empty: the one `doit export` made")
-PRECISIONS = Var("precisions", list, ["fp32", "fp16", "int8"], "convert: precisions to convert and gate",
+PRECISIONS = Var("onnx_precisions", list, ["fp32", "fp16", "int8"], "convert: precisions to convert and gate",
                  choices=_PRECISIONS)
 ONNX_BATCH = Var("onnx_batch", int, 1, "convert: fixed batch of the ONNX models (0: dynamic)",
                  minimum=0)
 OPSET = Var("opset", int, 17, "convert: ONNX opset", minimum=1)
 NCHW = Var("nchw", bool, False, "convert: NCHW input for the ONNX models")
 KEEP_IO = Var("keep_io_types", bool, True, "convert: fp16 keeps float32 inputs and outputs")
-CALIB_DIR = Var("calib_dir", str, "", "convert: TFRecords for int8 calibration; empty: the default "
-                "TFRecords when built, else seeded inputs")
+CALIB_DIR = Var("calib_dir", str, "", "convert: TFRecords whose validation split gates and train split "
+                "calibrates int8; empty: the default TFRecords when built, else seeded inputs")
 
 BACKEND = Var("backend", str, "onnx", "benchmark: tf (SavedModel) or onnx (converted file)", choices=("tf", "onnx"))
 PRECISION = Var("precision", str, "fp32", "benchmark: which converted precision", choices=_PRECISIONS)
@@ -156,7 +156,7 @@ def _store():
 
 def convert_params() -> dict:
     calib = CALIB_DIR.get()
-    if not calib and "int8" in PRECISIONS.get():
+    if not calib:   # the gate reads its validation split for every precision
         d = _default_tfrecords()
         calib = str(d) if d else ""
     return {"precisions": sorted(PRECISIONS.get()), "onnx_batch": ONNX_BATCH.get(), "opset": OPSET.get(),
@@ -181,7 +181,7 @@ def _convert(model: str, src: str, out: str, key: keys.Key, params: dict) -> Non
     _require_export(Path(src), model)
     calib = params["calib_dir"]
     if calib and not CALIB_DIR.get() and not Path(calib).is_dir():
-        calib = ""  # export_dir= without the default data set: calibrate on seeded inputs
+        calib = ""  # export_dir= without the default data set: gate and calibrate on seeded inputs
 
     def build(tmp):
         report = convert.convert(src, tmp, precisions=params["precisions"], batch_size=params["onnx_batch"],
@@ -192,12 +192,12 @@ def _convert(model: str, src: str, out: str, key: keys.Key, params: dict) -> Non
     produce("convert", key, Path(out), build, cache=shared_cache())
     report = keys.read_marker(out) or {}
     if report.get("rejected"):
-        print(f"convert: {model}: REJECTED by the parity gate: {', '.join(report['rejected'])} "
+        print(f"convert: {model}: REJECTED by the gate: {', '.join(report['rejected'])} "
               f"(see {out}/report.json); they will not be published")
 
 
 def task_convert():
-    """SavedModel -> ONNX fp32/fp16/int8, each behind a parity gate (vars: precisions, onnx_batch, opset, nchw)."""
+    """SavedModel -> ONNX fp32/fp16/int8, each behind an accuracy gate (vars: onnx_precisions, onnx_batch, opset, nchw)."""
     model = MODEL.get()
     key = convert_key(model)
     out = keys.run_dir("convert", model, key)
@@ -272,7 +272,7 @@ def _benchmark(model: str, out: str, key: keys.Key, cfg: dict, runner: str) -> N
         why = ""
         if report.exists():
             r = json.loads(report.read_text())["results"].get(cfg["precision"])
-            why = f": {r.get('reason')}" if r else f": not converted (precisions={','.join(PRECISIONS.get())})"
+            why = f": {r.get('reason')}" if r else f": not converted (onnx_precisions={','.join(PRECISIONS.get())})"
         raise UserError(f"no {cfg['precision']} ONNX model for {model}{why}")
     info = convert.export_info(export_dir(model))
     bc = benchmark.BenchConfig(model_path=str(target), labels_offset=int(info.get("labels_offset") or 0),

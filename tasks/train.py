@@ -144,7 +144,9 @@ def image_libs(tag: str) -> dict:
 @functools.lru_cache(maxsize=None)
 def _train_key(model: str, params_json: str, dataset: str, runner: str, cluster: str) -> keys.Key:
     inputs = {"dataset": dataset}
-    if cluster:
+    if cluster.startswith("k8s:"):  # `doit pipeline`'s Kubernetes cluster: a description, no file
+        inputs["cluster"] = cluster
+    elif cluster:
         try:
             inputs["cluster"] = keys.file_digest(cluster)
         except OSError:

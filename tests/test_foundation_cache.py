@@ -218,3 +218,33 @@ def test_produce_builds_once_then_a_second_build_dir_fetches(tmp_path):
         produce("export", failing, tmp_path / "A" / failing.short, broken, cache=c)
     assert not (tmp_path / "A" / failing.short).exists()
     assert "not in cache" in c.lookup("export", failing.hex)
+
+
+def test_a_run_stopped_part_way_is_shared_and_resumed_elsewhere(tmp_path):
+    """in_place stages (training) share what they have when they stop; another machine's run of
+    the same key starts from it, not from scratch."""
+    from zoobuild import keys
+    from zoobuild.produce import produce
+
+    c = Cache((tmp_path / "cache").as_uri())
+    key = keys.Key(stage="train", params={"steps": 4})
+    seen = []
+
+    def train(d, stop_at=None):
+        step = int((d / "checkpoint").read_text()) if (d / "checkpoint").exists() else 0
+        seen.append(step)
+        while step < 4:
+            step += 1
+            (d / "checkpoint").write_text(str(step))
+            if step == stop_at:
+                raise KeyboardInterrupt
+        return {"global_step": step}
+
+    a, b = tmp_path / "A" / key.short, tmp_path / "B" / key.short
+    with pytest.raises(KeyboardInterrupt):
+        produce("train", key, a, lambda d: train(d, stop_at=2), cache=c, in_place=True)
+    assert not keys.is_complete(a, key) and c.read_manifest("train", key.hex) is None
+    assert c.read_manifest("train.partial", key.hex)["partial"] is True
+    assert produce("train", key, b, train, cache=c, in_place=True) == "built"
+    assert seen == [0, 2]                      # B resumed at A's step 2
+    assert keys.is_complete(b, key) and (b / "checkpoint").read_text() == "4"

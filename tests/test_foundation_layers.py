@@ -3,7 +3,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LIBRARIES = ("images", "datasets", "slim", "artifacts")
+LIBRARIES = ("images", "datasets", "slim", "artifacts", "pipelines")
 
 
 def imported_modules(path: Path):

@@ -23,7 +23,7 @@ def test_doit_convert_benchmark_publish_fetch(build_dir, tmp_path):
     (build_dir / "eval" / "vgg_16" / keys.Key("eval", inputs={"train": train_key.hex}).short / "eval.json") \
         .write_text(json.dumps({"top1": 0.75, "top5": 1.0}))
     store = tmp_path / "store"
-    common = ["model=vgg_16", f"export_dir={export}", "precisions=fp32,fp16", "onnx_batch=2",
+    common = ["model=vgg_16", f"export_dir={export}", "onnx_precisions=fp32,fp16", "onnx_batch=2",
               "min_duration=0.05", "min_queries=20"]
     listed = run_doit(["list", "--all"] + common).stdout
     for sub in ("convert:vgg_16", "benchmark:vgg_16", "publish:vgg_16", "fetch:vgg_16"):

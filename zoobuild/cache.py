@@ -219,12 +219,16 @@ class Cache:
         return (f"cached: fetched from {self.url} by the next run ({len(manifest['files'])} files, "
                 f"{_size(size)})")
 
-    def fetch(self, stage: str, key_hex: str, outdir) -> bool:
+    def fetch(self, stage: str, key_hex: str, outdir, partial: bool = False) -> bool:
         """On a hit: download, verify and unpack into outdir, marker last; True.  On a miss, an
-        unusable entry or an unreachable cache: False, and outdir is left as it was."""
+        unusable entry or an unreachable cache: False, and outdir is left as it was.
+
+        partial=True fetches a run shared part-way (`upload(..., partial=True)`): its files, no
+        completion marker, so the stage resumes from them."""
         if self.mode == "off" or self.unreachable:
             return False
         outdir = Path(outdir)
+        stage = f"{stage}.partial" if partial else stage
         try:
             manifest = self.read_manifest(stage, key_hex)
             if manifest is None:
@@ -274,8 +278,8 @@ class Cache:
                         raise CacheError(f"blob {entry['sha256'][:12]} of {rel} is corrupt "
                                          f"(sha256 {h.hexdigest()[:12]})")
                     os.chmod(dest, 0o755 if entry["mode"] & 0o111 else 0o644)
-            marker = tmp / MARKER
-            marker.write_text(manifest["marker"])
+            if not manifest.get("partial"):
+                (tmp / MARKER).write_text(manifest["marker"])
             if outdir.exists():
                 shutil.rmtree(outdir)
             os.replace(tmp, outdir)
@@ -285,23 +289,32 @@ class Cache:
         return moved
 
     # ---------------------------------------------------------------- writing
-    def upload(self, stage: str, key_hex: str, srcdir) -> bool:
+    def upload(self, stage: str, key_hex: str, srcdir, partial: bool = False) -> bool:
         """Store a finished key directory: blobs first, the manifest last.  Never raises for a
-        cache problem (one warning line); True when the entry is in the cache afterwards."""
+        cache problem (one warning line); True when the entry is in the cache afterwards.
+
+        partial=True shares an unfinished directory (a training run stopped part-way) under
+        `<stage>.partial`, so that another machine resumes it instead of starting over."""
         if self.mode != "readwrite" or self.unreachable:
             return False
         srcdir = Path(srcdir)
-        try:
-            marker = (srcdir / MARKER).read_text()
-        except OSError:
-            return False                    # not a finished directory: nothing to share
-        if _marker_key(marker) != key_hex:
-            return False
+        if partial:
+            if not srcdir.is_dir():
+                return False
+            stage, marker = f"{stage}.partial", json.dumps({"key": key_hex, "partial": True})
+        else:
+            try:
+                marker = (srcdir / MARKER).read_text()
+            except OSError:
+                return False                    # not a finished directory: nothing to share
+            if _marker_key(marker) != key_hex:
+                return False
         try:
             files = scan_dir(srcdir)
             moved = self._put_blobs(stage, key_hex, srcdir, files)
             manifest = {"format": FORMAT, "stage": stage, "key": key_hex, "files": files,
-                        "marker": marker, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                        "marker": marker, "partial": partial,
+                        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             self._put_bytes(json.dumps(manifest, indent=1, sort_keys=True).encode(),
                             self.manifest_path(stage, key_hex))
         except CacheError as err:

@@ -26,8 +26,16 @@ def produce(stage: str, key: keys.Key, outdir, build: Callable[[Path], dict | No
         if keys.is_complete(outdir, key):
             return "fetched"
     if in_place:
+        if cache is not None and not (outdir.is_dir() and any(outdir.iterdir())):
+            if cache.fetch(stage, key.hex, outdir, partial=True):
+                print(f"{stage} {key.short}: resuming a run another machine shared part-way")
         outdir.mkdir(parents=True, exist_ok=True)
-        extra = build(outdir)
+        try:
+            extra = build(outdir)
+        except BaseException:
+            if cache is not None:     # share the progress: whoever runs this key next resumes it
+                cache.upload(stage, key.hex, outdir, partial=True)
+            raise
         keys.mark_complete(outdir, key, extra or None)
     else:
         with atomic_dir(outdir) as tmp:

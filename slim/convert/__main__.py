@@ -1,0 +1,5 @@
+import sys
+
+from slim.convert.cli import main
+
+sys.exit(main())
