@@ -17,8 +17,10 @@ from tasks.pipeline import *  # noqa: F401,F403
 DOIT_CONFIG = {
     "backend": "sqlite3",
     "dep_file": str(paths.BUILD / "doit.sqlite3"),
-    # the main job: every stage end to end on the embedded synthetic mini-ILSVRC
-    "default_tasks": ["engine", "base_image", "images", "image_tests", "imagenet_tfrecords",
+    # the main job: every stage end to end on the embedded synthetic mini-ILSVRC, for the
+    # default model (slim.recipes.DEFAULT_MODEL); its image work is that model's chain only
+    # (tf-compiled-base -> category -> its images), `doit images` builds them all
+    "default_tasks": ["engine", "base_image", "model_images", "imagenet_tfrecords",
                       "train", "eval", "export", "convert", "benchmark", "publish"],
     "verbosity": 2,
 }

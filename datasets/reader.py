@@ -145,7 +145,12 @@ def dataset(dataset_dir, split: str, batch_size: int, preprocess_fn=None, image_
         label = parsed["image/class/label"] - labels_offset
         return image, label
 
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    # Under op determinism the map runs serially: its legacy random ops (augmentation) share
+    # one state, and parallel calls would take their numbers in a racy order.
+    from tensorflow.python.framework import config as tf_config
+
+    parallel = None if tf_config.is_op_determinism_enabled() else tf.data.AUTOTUNE
+    ds = ds.map(prepare, num_parallel_calls=parallel, deterministic=deterministic)
     if drop_remainder is None:
         drop_remainder = is_training
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)

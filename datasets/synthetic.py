@@ -18,6 +18,7 @@ box XMLs with reversed and out-of-range coordinates.
 from __future__ import annotations
 
 import colorsys
+import contextlib
 import gzip
 import io
 import os
@@ -252,6 +253,17 @@ class _Parallel:
         self.pool.terminate()
 
 
+class _BarCallback:
+    """The progress(done) callback onto a zoobuild progress bar."""
+
+    def __init__(self, bar):
+        self.bar, self.seen = bar, 0
+
+    def __call__(self, done: int) -> None:
+        self.bar.advance(done - self.seen)
+        self.seen = done
+
+
 def _pool(workers: int):
     return _Parallel(workers) if workers and workers > 1 else _Serial()
 
@@ -260,13 +272,15 @@ def make_mini_ilsvrc(out_dir, num_classes: int = 10, train_per_class: int = 40,
                      val_per_class: int = 10, image_size: int = 144, seed: int = 0,
                      dirty: bool = False, *, synsets=None, jpeg_quality: int = 90,
                      noise: float = 6.0, box_every: int = 2, workers: int = 1,
-                     progress=None) -> SyntheticSet:
+                     progress=True) -> SyntheticSet:
     """Write a mini ILSVRC2012 into out_dir (see module doc).  Deterministic.
 
     synsets: class ids to use (default: synthetic `n` + 8 digit ids); benchmarks pass
     real ImageNet ids so other ImageNet tools accept the tars.  box_every: every
     n-th training image gets a bounding-box XML (ImageNet annotates about 40%).
     workers > 1 renders classes in that many processes; the bytes do not change.
+    progress: True shows a bar (zoobuild.progress), False nothing, a callable gets the
+    number of images written so far.
     """
     if num_classes < 1 or train_per_class < 1 or val_per_class < 0:
         raise ValueError("num_classes and train_per_class must be >= 1, val_per_class >= 0")
@@ -283,6 +297,12 @@ def make_mini_ilsvrc(out_dir, num_classes: int = 10, train_per_class: int = 40,
     xmls = []  # (member name, bytes)
     done = 0
     pool = _pool(workers)
+    bar = contextlib.ExitStack()
+    if progress is True:
+        from zoobuild.progress import progress as progress_bar
+
+        progress = _BarCallback(bar.enter_context(progress_bar(
+            "synthetic mini-ILSVRC", total=result.train_count + result.val_count, unit="images")))
     try:
         train_jobs = [(c, synset, train_per_class, dirty_train, opts) for c, synset in enumerate(synsets)]
         with _AtomicFile(out / layout.TRAIN_TAR) as f, \
@@ -315,6 +335,7 @@ def make_mini_ilsvrc(out_dir, num_classes: int = 10, train_per_class: int = 40,
                     progress(done)
     finally:
         pool.close()
+        bar.close()
 
     with _AtomicFile(out / layout.BBOX_TAR) as f:
         with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz, \

@@ -4,6 +4,7 @@ Counts are exact (numpy over every batch) rather than streaming metrics, so a
 partial last batch is included. With moving_average_decay the averaged
 weights are evaluated, as slim does.
 """
+import math
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from slim import accuracy_gate, inputs, nets, precision, preprocessing
 from slim.train import image_size, resolve
 from zoobuild import atomic
 from zoobuild.errors import UserError
+from zoobuild.progress import progress
 
 v1 = tf.compat.v1
 
@@ -59,7 +61,11 @@ def evaluate(cfg, dataset_dir, checkpoint, out_json=None, echo=print):
         top1 = top5 = n = batches = 0
         loss_sum = 0.0
         start = time.time()
-        with v1.Session(config=precision.session_config(cfg["compute"])) as sess:
+        total = math.ceil(inputs.split_size(info, split) / batch_size)
+        if max_batches:
+            total = min(total, max_batches)
+        with v1.Session(config=precision.session_config(cfg["compute"])) as sess, \
+                progress(f"eval {cfg['model']} on {split}", total=total, unit="batches") as bar:
             saver.restore(sess, ckpt)
             while not max_batches or batches < max_batches:
                 try:
@@ -71,8 +77,7 @@ def evaluate(cfg, dataset_dir, checkpoint, out_json=None, echo=print):
                 n += len(lab)
                 loss_sum += float(np.sum(x))
                 batches += 1
-                if batches % 10 == 0:
-                    echo(f"eval batch {batches}: {n} images, top-1 {top1 / n:.4f}")
+                bar.advance(1, images=n, top1=top1 / n)
     if n == 0:
         raise UserError(f"eval_split_name: split {split!r} in {dataset_dir} yielded no images")
     result = {"model": cfg["model"], "checkpoint": ckpt,

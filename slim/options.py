@@ -2,18 +2,21 @@
 
 Plain data (no TensorFlow) so the doit task creators can declare typed
 variables from it. Defaults are research/slim's, except where noted:
-  * model_name -> ``model`` (default vgg_16, the zoo's reference net)
+  * model_name -> ``model`` (default slim.recipes.DEFAULT_MODEL)
   * max_number_of_steps -> ``steps``; slim runs forever by default, we stop at
-    20 so the main job finishes in minutes on a CPU; batch_size 8 (slim: 32)
-    for the same reason.
+    10 with batch_size 4 (slim: 32) so any net's smoke run finishes in minutes
+    on a CPU. A model's recipe (slim/recipes.py) overrides these table
+    defaults, never a value the user gave.
+  * batch_norm_decay 0 = derived from the run length (slim.recipes).
+  * deterministic (ours): op determinism and fixed seeds.
   * optional values slim leaves at None are "" / 0 / [] here (0 = off).
 """
 
 TRAIN_OPTIONS = [
     # name, type, default, help, choices
-    ("batch_size", int, 4, "images per training step (slim: 32)", None),
-    ("steps", int, 10, "max_number_of_steps: stop at this global step", None),
-    ("train_image_size", int, 0, "input size; 0 = the net's default", None),
+    ("batch_size", int, 4, "images per training step (slim: 32); a recipe may differ", None),
+    ("steps", int, 10, "max_number_of_steps: stop at this global step; a recipe may differ", None),
+    ("train_image_size", int, 0, "input size; 0 = the recipe's, else the net's default", None),
     ("compute", str, "fp32", "compute precision: bf16 = oneDNN auto-mixed-precision rewrite "
      "(variables stay fp32; needs avx512_bf16 or amx_bf16)", ("fp32", "bf16")),
     ("intra_op_threads", int, 0, "threads inside one op (0 = TensorFlow's choice; "
@@ -25,8 +28,9 @@ TRAIN_OPTIONS = [
     ("labels_offset", int, 0, "subtract from labels (1 drops the background class)", None),
     ("dataset_split_name", str, "train", "split to train on", ("train", "validation")),
     ("weight_decay", float, 0.00004, "L2 weight decay", None),
-    ("batch_norm_decay", float, 0.0, "batch-norm moving-average decay (0 = the net's)", None),
-    ("optimizer", str, "rmsprop", "optimizer",
+    ("batch_norm_decay", float, 0.0, "batch-norm moving-average decay (0 = derived from "
+     "steps: the net's own for long runs, faster for short ones)", None),
+    ("optimizer", str, "rmsprop", "optimizer; a recipe may differ",
      ("adadelta", "adagrad", "adam", "ftrl", "momentum", "rmsprop", "sgd")),
     ("adadelta_rho", float, 0.95, "adadelta decay", None),
     ("adagrad_initial_accumulator_value", float, 0.1, "adagrad start accumulator", None),
@@ -42,7 +46,7 @@ TRAIN_OPTIONS = [
     ("rmsprop_decay", float, 0.9, "rmsprop decay", None),
     ("learning_rate_decay_type", str, "exponential", "learning-rate schedule",
      ("fixed", "exponential", "polynomial")),
-    ("learning_rate", float, 0.01, "initial learning rate", None),
+    ("learning_rate", float, 0.01, "initial learning rate; a recipe may differ", None),
     ("end_learning_rate", float, 0.0001, "polynomial decay's final rate", None),
     ("learning_rate_decay_factor", float, 0.94, "exponential decay factor", None),
     ("num_epochs_per_decay", float, 2.0, "epochs between decays", None),
@@ -59,7 +63,10 @@ TRAIN_OPTIONS = [
     ("save_summaries_secs", int, 600, "TensorBoard summary interval (s)", None),
     ("save_interval_secs", int, 600, "checkpoint interval (s)", None),
     ("save_interval_steps", int, 0, "checkpoint every N steps (0 = use secs)", None),
-    ("shuffle_seed", int, 0, "input shuffle seed (0 = random)", None),
+    ("shuffle_seed", int, 0, "input shuffle seed (0 = random, or fixed when deterministic)",
+     None),
+    ("deterministic", bool, True, "TensorFlow op determinism and fixed seeds: the same key "
+     "gives byte-identical checkpoints (may cost a few % of steps/s)", None),
 ]
 
 EVAL_OPTIONS = [

@@ -4,35 +4,69 @@ MonitoredTrainingSession. Resumes from the last checkpoint in ``train_dir``.
     train(cfg, dataset_dir, train_dir)                       # one process
     train(cfg, dataset_dir, train_dir, cluster=..., job_name="worker", task_index=0)
 
-``cfg`` holds ``model`` plus the options of ``slim.options.TRAIN_OPTIONS``.
-Writes TensorBoard events and checkpoints into ``train_dir``, a progress
-history ``history.jsonl`` (step, loss, learning rate, accuracy, images/s) and,
-on the chief, ``train.json`` when the target step is reached.
+``cfg`` holds ``model`` plus any options of ``slim.options.TRAIN_OPTIONS``; the
+missing ones come from the model's recipe, then the table (``slim.recipes``).
+With ``deterministic`` (the default) op determinism is on and every seed fixed, so
+one configuration writes byte-identical checkpoints.  Shows a progress bar
+(steps, loss, images/s); writes TensorBoard events and checkpoints into
+``train_dir``, a history ``history.jsonl`` (step, loss, learning rate, accuracy,
+images/s) and, on the chief, ``train.json`` when the target step is reached.
 """
+import contextlib
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 import slim.compat  # noqa: F401  (before tf_slim)
 import tensorflow as tf
 import tf_slim
 
-from slim import inputs, nets, optimizers, precision, preprocessing
+from slim import inputs, nets, optimizers, precision, preprocessing, recipes
 from slim.options import defaults
+from zoobuild import atomic
 from zoobuild.errors import UserError
+from zoobuild.progress import progress
 
 v1 = tf.compat.v1
 
 
+# The seed of shuffles and random ops when deterministic=true and shuffle_seed is 0.
+DETERMINISTIC_SEED = 1
+
+
 def resolve(cfg):
-    """cfg with every option present (slim defaults for the missing ones)."""
-    full = defaults()
-    full.update(cfg)
-    if "model" not in full:
-        raise UserError("model: missing")
-    nets.spec(full["model"])
-    return full
+    """cfg with every option present: cfg's own values, then the model's recipe, then slim's
+    defaults; batch_norm_decay 0 is derived from steps (slim.recipes)."""
+    return recipes.resolve(cfg)
+
+
+def run_seed(cfg, task_index=0):
+    """Seed of this process's input shuffles (and, when deterministic, of the graph); None =
+    unseeded.  Each worker of a cluster gets its own, so workers do not read in lockstep."""
+    seed = cfg["shuffle_seed"] or (DETERMINISTIC_SEED if cfg["deterministic"] else 0)
+    return seed + task_index if seed else None
+
+
+@contextlib.contextmanager
+def op_determinism(enabled):
+    """TensorFlow op determinism on (or off) for the block; the process's setting after.
+    It must be on while the graph is built: some ops check it then (seeds required)."""
+    from tensorflow.python.framework import config as tf_config
+
+    before = tf_config.is_op_determinism_enabled()
+    if enabled:
+        tf.config.experimental.enable_op_determinism()
+    else:
+        tf_config.disable_op_determinism()
+    try:
+        yield
+    finally:
+        if before:
+            tf.config.experimental.enable_op_determinism()
+        else:
+            tf_config.disable_op_determinism()
 
 
 def image_size(cfg, key="train_image_size"):
@@ -75,19 +109,22 @@ def fine_tune_init_fn(cfg, train_dir):
 
 
 class ProgressHook(v1.train.SessionRunHook):
-    """Prints step, loss, images/s every n steps and appends to history.jsonl."""
+    """Feeds a progress bar (steps, loss, images/s) every step and appends step, loss,
+    learning rate, accuracy and images/s to history.jsonl every n steps."""
 
-    def __init__(self, tensors, batch_size, every_n, history_path, echo=print):
+    def __init__(self, tensors, batch_size, every_n, history_path, bar=None):
         self._tensors = tensors
         self._batch = batch_size
         self._every = max(1, every_n)
         self._path = history_path
-        self._echo = echo
+        self.bar = bar  # set once the session is up
         self._last = None
+        self._ips = None  # images/s over the last history interval
 
     def begin(self):
         self._last = None
         self._pending = None
+        self._bar_step = None
 
     def before_run(self, run_context):
         return v1.train.SessionRunArgs(self._tensors)
@@ -99,10 +136,23 @@ class ProgressHook(v1.train.SessionRunHook):
         if self._pending is not None:  # the last step, if its interval had not come yet
             self._report(self._pending, final=True)
 
+    def _advance_bar(self, step, loss, ips):
+        if self.bar is None:
+            return
+        # global_step counts from where a resumed run starts; the first step seen sets the base
+        base = self._bar_step if self._bar_step is not None else step - 1
+        fields = {"loss": float(loss)}
+        if ips:
+            fields["images/s"] = ips
+        self.bar.advance(max(step - base, 0), **fields)
+        self._bar_step = step
+
     def _report(self, vals, final):
         step = int(vals["global_step"])
         now = time.time()
         self._pending = vals
+        if not final:
+            self._advance_bar(step, vals["loss"], self._ips)
         if self._last is not None and step - self._last[0] < self._every and not final:
             return
         if self._last is not None and step == self._last[0]:
@@ -112,25 +162,29 @@ class ProgressHook(v1.train.SessionRunHook):
         if self._last is not None:
             ips = (step - self._last[0]) * self._batch / max(now - self._last[1], 1e-9)
             ips = round(ips, 2)
+            self._ips = ips
         rec = {"step": step, "loss": float(vals["loss"]),
                "learning_rate": float(vals["learning_rate"]),
                "accuracy": float(vals["accuracy"]), "images_per_sec": ips,
                "time": now}
-        with open(self._path, "a") as f:
+        with open(self._path, "a") as f:  # an append-only log, one JSON object a line
             f.write(json.dumps(rec) + "\n")
-        self._echo(f"step {step}: loss {rec['loss']:.4f} lr {rec['learning_rate']:.5g} "
-                   f"acc {rec['accuracy']:.3f}"
-                   + (f" {ips:.1f} images/s" if ips else ""))
         self._last = (step, now)
 
 
 def build_train_graph(cfg, dataset_dir, num_replicas=1, ps_tasks=0, worker_device="",
-                      cluster_spec=None, is_chief=True, input_fn=None):
+                      cluster_spec=None, is_chief=True, input_fn=None, seed=None):
     """Everything the step needs; returns a dict of tensors/ops.
 
     ``input_fn(size, classes) -> (images, labels)`` replaces the TFRecord
     reader (the input-pipeline benchmark feeds in-memory tensors this way).
+    ``seed`` (run_seed) seeds the shuffles; with cfg['deterministic'] also the graph, so
+    initial weights and augmentation repeat.  Build it under ``op_determinism``.
     """
+    if seed is None:
+        seed = run_seed(cfg)
+    if cfg["deterministic"]:
+        v1.set_random_seed(seed)
     info = inputs.split_info(dataset_dir)
     classes = inputs.num_classes(info) - cfg["labels_offset"]
     num_samples = inputs.split_size(info, cfg["dataset_split_name"])
@@ -149,10 +203,13 @@ def build_train_graph(cfg, dataset_dir, num_replicas=1, ps_tasks=0, worker_devic
             if input_fn is not None:
                 images, labels = input_fn(size, classes)
             else:
-                images, labels = inputs.batches(
-                    dataset_dir, cfg["dataset_split_name"], cfg["batch_size"], preprocess,
-                    size, is_training=True, labels_offset=cfg["labels_offset"],
-                    shuffle_seed=cfg["shuffle_seed"] or None, grayscale=cfg["use_grayscale"])
+                with warnings.catch_warnings():
+                    # the graph seed reaching the map function is the point of deterministic
+                    warnings.filterwarnings("ignore", "Seed .* from outer graph", UserWarning)
+                    images, labels = inputs.batches(
+                        dataset_dir, cfg["dataset_split_name"], cfg["batch_size"], preprocess,
+                        size, is_training=True, labels_offset=cfg["labels_offset"],
+                        shuffle_seed=seed, grayscale=cfg["use_grayscale"])
         logits, end_points = network_fn(images)
         onehot = tf.one_hot(labels, classes)
         if "AuxLogits" in end_points:
@@ -220,17 +277,18 @@ def train(cfg, dataset_dir, train_dir, cluster=None, job_name="worker", task_ind
         echo(f"train {cfg['model']}: already at step {done} of {cfg['steps']}; nothing to do")
         return _finish(cfg, train_dir, None, None, 0.0, is_chief)
 
-    with tf.Graph().as_default():
+    history = train_dir / (f"history-{job_name}{task_index}.jsonl" if cluster else "history.jsonl")
+    what = f"train {cfg['model']}" + (f" worker {task_index}" if cluster else "")
+    with op_determinism(cfg["deterministic"]), tf.Graph().as_default(), \
+            contextlib.ExitStack() as stack:
         g = build_train_graph(cfg, dataset_dir, num_replicas, ps_tasks, worker_device,
-                              cluster_spec, is_chief)
+                              cluster_spec, is_chief, seed=run_seed(cfg, task_index))
+        progress_hook = ProgressHook(
+            {k: g[k] for k in ("global_step", "loss", "learning_rate", "accuracy")},
+            cfg["batch_size"] * (num_replicas if cfg["sync_replicas"] else 1),
+            cfg["log_every_n_steps"], history)
         hooks = [v1.train.StopAtStepHook(last_step=cfg["steps"]),
-                 v1.train.NanTensorHook(g["loss"]),
-                 ProgressHook({k: g[k] for k in ("global_step", "loss", "learning_rate",
-                                                 "accuracy")},
-                              cfg["batch_size"] * (num_replicas if cfg["sync_replicas"] else 1),
-                              cfg["log_every_n_steps"],
-                              train_dir / f"history-{job_name}{task_index}.jsonl"
-                              if cluster else train_dir / "history.jsonl", echo)]
+                 v1.train.NanTensorHook(g["loss"]), progress_hook]
         chief_hooks = [g["sync_hook"]] if g["sync_hook"] else []
         if g["sync_hook"] and not is_chief:
             hooks.append(g["sync_hook"])
@@ -253,13 +311,20 @@ def train(cfg, dataset_dir, train_dir, cluster=None, job_name="worker", task_ind
                 save_checkpoint_steps=save_steps,
                 save_summaries_secs=cfg["save_summaries_secs"], log_step_count_steps=None,
                 config=session_config, stop_grace_period_secs=10) as sess:
+            # the bar starts once the session is up, so its rate and ETA are the steps'
+            progress_hook.bar = stack.enter_context(
+                progress(what, total=cfg["steps"] - (done or 0), unit="steps"))
             while not sess.should_stop():
                 _, step, last_loss = sess.run([g["train_op"], g["global_step"], g["loss"]])
                 if first_step is None:
                     first_step = step
         elapsed = time.time() - start
-    return _finish(cfg, train_dir, g, last_loss,
-                   elapsed, is_chief, 0 if first_step is None else int(step - first_step + 1))
+    summary = _finish(cfg, train_dir, g, last_loss, elapsed, is_chief,
+                      0 if first_step is None else int(step - first_step + 1))
+    if summary.get("final_loss") is not None:
+        echo(f"train {cfg['model']}: step {summary['global_step']}, loss "
+             f"{summary['final_loss']:.4f}, {elapsed:.1f} s")
+    return summary
 
 
 def _checkpoint_step(train_dir):
@@ -281,7 +346,5 @@ def _finish(cfg, train_dir, g, last_loss, elapsed, is_chief, steps_this_run=0):
                "num_classes": g["num_classes"], "image_size": g["image_size"],
                "preprocessing": g["preprocessing"], "checkpoint": checkpoint, "params": cfg}
     if is_chief:
-        tmp = train_dir / "train.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2, default=str))
-        tmp.replace(train_dir / "train.json")
+        atomic.write_json(train_dir / "train.json", summary, indent=2)
     return summary

@@ -161,6 +161,9 @@ def _main(model, img, stage, out, bench_job, bench_in, train_opts):
                       "keep_if_empty": ["version"]},   # empty: bleedingedge, as in the key
                      {n: [n, True] for n in ("version", "store", "arch")},
                      {"export": "export", "convert": "convert", "benchmark": "benchmark", "eval": "eval"}))
+    # train options default to what this command line trains with: the model's recipe and the
+    # derived batch-norm decay (slim.recipes), not the option table's bare defaults
+    resolved = train.train_params(model)
     variables = [*train_opts, *train.EVAL.values(), data.SEED, data.STRICT, publish.PRECISIONS,
                  publish.ONNX_BATCH, publish.OPSET, publish.NCHW, publish.KEEP_IO, publish.PRECISION,
                  publish.BENCH_BATCH, publish.WARMUP, publish.MIN_DURATION, publish.MIN_QUERIES,
@@ -168,7 +171,7 @@ def _main(model, img, stage, out, bench_job, bench_in, train_opts):
                  publish.INSTANCES, publish.BENCH_DATA, publish.VERSION, publish.STORE, publish.ARCH]
     return Description("zoobuild-main", f"zoobuild main chain for {model}: data -> TFRecords -> train -> "
                        "eval -> export -> convert -> benchmark -> publish",
-                       [_var_param(v) for v in variables], out)
+                       [_var_param(v, default=resolved.get(v.name)) for v in variables], out)
 
 
 def _reference_benchmark(model, img, stage, out, bench_job, bench_in):

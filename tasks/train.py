@@ -23,7 +23,7 @@ import json
 import shutil
 from pathlib import Path
 
-from slim import precision
+from slim import precision, recipes
 from slim.nets import MODEL_NAMES
 from slim.options import EVAL_OPTIONS, RANGES, TRAIN_OPTIONS
 from slim.runners import RUNNER_NAMES
@@ -35,7 +35,7 @@ from tasks import cmdline
 from tasks.common import MODEL
 from tasks.params import Var, cluster_file
 
-__all__ = ["task_train", "task_eval", "task_export"]
+__all__ = ["task_train", "task_eval", "task_export", "task_model_images"]
 
 STAGES = ("train", "eval", "export")
 
@@ -76,10 +76,12 @@ def selected_models(argv=None) -> list[str]:
 
 
 def train_params(model: str) -> dict:
-    """The options, with specs/tuned/<model>.yml's batch size and threads where none was given."""
+    """Every train option: the command line's, then the model's recipe, then specs/tuned/<model>.yml's
+    batch size and threads, then the table's; the derived batch_norm_decay is in it (and so in the key)."""
     from slim import tuning
-    params = {"model": model, **{n: v.get() for n, v in OPTIONS.items()}}
-    return tuning.apply(model, params, {n for n, v in OPTIONS.items() if v.given()})
+    given = {n: v.get() for n, v in OPTIONS.items() if v.given()}
+    params = recipes.resolve({"model": model, **given})
+    return tuning.apply(model, params, set(given) | set(recipes.recipe(model)))
 
 
 def _keyed(params: dict) -> dict:
@@ -328,3 +330,34 @@ def task_export():
             "meta": {"key": key, "outdir": outdir},
             "verbosity": 2,
         }
+
+
+def model_image_names(plan, models) -> list[str]:
+    """Names of the images `models` run in (every precision and mode) and of their parents,
+    parents first: the part of `doit images` the main job needs."""
+    names = []
+    for img in plan.images:
+        if img.slice.package is not None and img.args.get("MODEL_NAME") in models:
+            for one in reversed([img] + plan.ancestors(img)):
+                if one.name not in names:
+                    names.append(one.name)
+    return names
+
+
+def task_model_images():
+    """Build and test only the images of the selected model(s) and their parents
+    (tf-compiled-base -> category -> model images): the main job's image work."""
+    from tasks.images import _plan
+
+    plan = _plan()
+    if isinstance(plan, UserError):
+        return {"actions": [guarded(_fail(plan))], "verbosity": 2}
+    models = selected_models()
+    names = model_image_names(plan, models)
+    if not names:
+        err = UserError(f"model={','.join(models)}: no model image in the specs; scaffold one "
+                        f"with `doit init_spec new_model={models[0]}`")
+        return {"actions": [guarded(_fail(err))], "verbosity": 2}
+    return {"actions": None,
+            "task_dep": [f"images:{n}" for n in names] + [f"image_tests:{n}" for n in names],
+            "doc": f"images of {', '.join(models)}: {', '.join(names)}"}

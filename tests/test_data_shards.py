@@ -39,10 +39,12 @@ def test_auto_shards_on_the_embedded_set_none_empty(tmp_path, capsys, monkeypatc
     counts = _record_counts(tmp_path / "out")
     assert _shard_files(tmp_path / "out") == ["train-00000-of-00001", "validation-00000-of-00001"]
     assert all(n >= 1 for n in counts.values()) and rep["empty_shards"] == []
-    assert sum(counts.values()) == sum(raw.expected_sizes.values()) == 500
+    total = SYNTHETIC["num_classes"] * (SYNTHETIC["train_per_class"] + SYNTHETIC["val_per_class"])
+    assert sum(counts.values()) == sum(raw.expected_sizes.values()) == total
     # progress: images and shards, with a rate, on stderr
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert re.match(r"imagenet_tfrecords: 500/500 images, [\d.e+]+ images/s, .*\(shards 2/2\)$", last), last
+    assert re.match(rf"imagenet_tfrecords: {total}/{total} images, [\d.e+]+ images/s, .*\(shards 2/2\)$",
+                    last), last
 
 
 def test_explicit_shard_counts_win(clean_set, tmp_path):

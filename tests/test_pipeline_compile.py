@@ -31,7 +31,7 @@ def _tasks(spec):
 def test_main_pipeline_compiles_loads_back_and_carries_images_keys_parameters(build_dir):
     from kfp import components
 
-    run_doit(["pipeline", "steps=3", "fan_out=3", "train_shards=4", "validation_shards=2"], env=_env(build_dir))
+    run_doit(["pipeline", "model=vgg_16", "steps=3", "fan_out=3", "train_shards=4", "validation_shards=2"], env=_env(build_dir))
     path = build_dir / "pipeline" / "main.yaml"
     loaded = components.load_component_from_file(str(path))
     assert loaded.name == "zoobuild-main"
@@ -76,7 +76,7 @@ def test_main_pipeline_compiles_loads_back_and_carries_images_keys_parameters(bu
 def test_benchmark_pipeline_has_the_reference_parameters(build_dir):
     from kfp import components
 
-    run_doit(["pipeline", "pipeline=benchmark", "precision=int8"], env=_env(build_dir))
+    run_doit(["pipeline", "model=vgg_16", "pipeline=benchmark", "precision=int8"], env=_env(build_dir))
     loaded = components.load_component_from_file(str(build_dir / "pipeline" / "benchmark.yaml"))
     inputs = loaded.component_spec.inputs
     assert {"socket_id", "batch_size", "precision", "benchmark_or_accuracy", "data_location", "docker_image",
@@ -92,7 +92,7 @@ def test_registry_references_pin_by_digest_once_pushed(build_dir):
     (build_dir / "push.json").write_text(json.dumps({tag: {
         "remote": f"reg.example:5000/zoobuild:{tag.split(':')[1]}", "digest": digest,
         "image_id": "sha256:0", "registry": "reg.example:5000"}}))
-    run_doit(["pipeline", "registry=reg.example:5000"], env=_env(build_dir))
+    run_doit(["pipeline", "model=vgg_16", "registry=reg.example:5000"], env=_env(build_dir))
     images = {ex["container"]["image"] for ex in _spec(build_dir / "pipeline" / "main.yaml")
               ["deploymentSpec"]["executors"].values()}
     assert images == {f"reg.example:5000/zoobuild@{digest}", "reg.example:5000/zoobuild:tf-compiled-base-data"}
@@ -122,7 +122,7 @@ def _roundtrip(api, doc, model):
 def test_tfjob_and_plain_jobs_validate_against_the_kubernetes_models(build_dir):
     from kubernetes import client
 
-    run_doit(["pipeline", "cluster=k8s:ps=1,workers=3"], env=_env(build_dir))
+    run_doit(["pipeline", "model=vgg_16", "cluster=k8s:ps=1,workers=3"], env=_env(build_dir))
     api = client.ApiClient()
     tfjob_docs = list(yaml.safe_load_all((build_dir / "pipeline" / "main-tfjob.yaml").read_text()))
     cm, tfjob = tfjob_docs

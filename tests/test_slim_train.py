@@ -183,3 +183,144 @@ def test_bad_input_is_one_line(dataset_dir, build_dir, tmp_path):
     line = [ln for ln in (res.stdout + res.stderr).splitlines() if "nope" in ln]
     assert line and "dataset_dir" in line[0] and "not a directory" in line[0]
     assert not (build_dir / "train").exists()
+
+
+# --- recipes, derived batch-norm decay, determinism (issue 13) ------------------------------
+
+def _cmdline(monkeypatch, **words):
+    from doit import doit_cmd
+    monkeypatch.setattr(doit_cmd, "_CMDLINE_VARS", {k: str(v) for k, v in words.items()},
+                        raising=False)
+
+
+@pytest.mark.slow
+def test_default_recipe_learns_the_embedded_set(tmp_path):
+    """The proof: the main job's model with nothing but its recipe, on the embedded set exactly
+    as `doit imagenet_tfrecords` generates it, reaches top-1 >= 0.9 on the validation split."""
+    from datasets.convert import convert
+    from datasets.synthetic import make_mini_ilsvrc
+    from slim import eval as slim_eval, recipes, train
+    from tasks.data import SYNTHETIC
+
+    raw = make_mini_ilsvrc(tmp_path / "raw", **SYNTHETIC, progress=False)
+    convert(raw, tmp_path / "tfrecords", train_shards=2, validation_shards=1, workers=1,
+            progress=False)
+    cfg = {"model": recipes.DEFAULT_MODEL}
+    summary = train.train(cfg, tmp_path / "tfrecords", tmp_path / "run")
+    assert summary["global_step"] == recipes.RECIPES[recipes.DEFAULT_MODEL]["steps"]
+    result = slim_eval.evaluate(cfg, tmp_path / "tfrecords", tmp_path / "run")
+    assert result["num_examples"] == SYNTHETIC["num_classes"] * SYNTHETIC["val_per_class"]
+    assert result["top1"] >= 0.9, result
+
+
+def test_bn_decay_is_derived_from_the_run_length():
+    from slim import recipes
+    from slim.nets import NETWORKS
+
+    assert recipes.derived_bn_decay("mobilenet_v1_025", 1000) == 0.99
+    assert recipes.derived_bn_decay("mobilenet_v1_025", 10) == 0.9          # floor
+    assert recipes.derived_bn_decay("mobilenet_v1_025", 10 ** 6) == 0.9997  # slim's, long runs
+    assert recipes.derived_bn_decay("resnet_v1_50", 10 ** 6) == 0.997       # resnet's own
+    assert recipes.derived_bn_decay("vgg_16", 1000) == 0.0                  # no batch norm
+    short, longer = (recipes.derived_bn_decay("inception_v3", n) for n in (500, 5000))
+    assert 0.9 < short < longer < 0.9997
+    assert recipes.resolve({"model": "mobilenet_v1_025", "steps": 2000})["batch_norm_decay"] == 0.995
+    # the table's ceiling is the net's own arg_scope default, where it takes one
+    import importlib
+    import inspect
+    for name, s in NETWORKS.items():
+        scope = getattr(importlib.import_module(s.module), s.arg_scope)
+        param = inspect.signature(scope).parameters.get("batch_norm_decay")
+        assert s.batch_norm_decay == (param.default if param else 0.0), name
+
+
+def test_derived_bn_decay_is_in_the_key(monkeypatch):
+    import tasks.train as tt
+
+    _cmdline(monkeypatch, steps=1000)
+    k1000 = tt.train_key("mobilenet_v1_025")
+    assert k1000.params["batch_norm_decay"] == 0.99
+    _cmdline(monkeypatch, steps=2000)
+    assert tt.train_key("mobilenet_v1_025").params["batch_norm_decay"] == 0.995
+    _cmdline(monkeypatch, steps=1000, batch_norm_decay=0.99)   # the same value, given: same key
+    assert tt.train_key("mobilenet_v1_025").hex == k1000.hex
+    _cmdline(monkeypatch, steps=1000, batch_norm_decay=0.9)
+    assert tt.train_key("mobilenet_v1_025").params["batch_norm_decay"] == 0.9
+    _cmdline(monkeypatch, model="vgg_16")
+    assert tt.train_key("vgg_16").params["batch_norm_decay"] == 0.0
+
+
+def test_explicit_values_beat_the_recipe(monkeypatch):
+    import tasks.train as tt
+    from slim import recipes
+    from slim.options import defaults
+
+    _cmdline(monkeypatch)
+    assert tt.MODEL.get() == recipes.DEFAULT_MODEL
+    plain = tt.train_params(recipes.DEFAULT_MODEL)
+    plain_key = tt.train_key(recipes.DEFAULT_MODEL)
+    assert plain == recipes.resolve({"model": recipes.DEFAULT_MODEL})
+    for name, value in recipes.RECIPES[recipes.DEFAULT_MODEL].items():
+        assert plain[name] == value, name
+    assert plain["deterministic"] is True
+
+    _cmdline(monkeypatch, steps=50, train_image_size=96, optimizer="adam", deterministic="false")
+    given = tt.train_params(recipes.DEFAULT_MODEL)
+    assert (given["steps"], given["train_image_size"], given["optimizer"]) == (50, 96, "adam")
+    assert given["deterministic"] is False
+    assert given["batch_size"] == recipes.RECIPES[recipes.DEFAULT_MODEL]["batch_size"]
+    assert given["batch_norm_decay"] == 0.9                  # derived from the given 50 steps
+    _cmdline(monkeypatch, learning_rate=0.03)                # equal to the recipe's: same key
+    assert tt.train_key(recipes.DEFAULT_MODEL).hex == plain_key.hex
+    _cmdline(monkeypatch, learning_rate=0.02)
+    assert tt.train_key(recipes.DEFAULT_MODEL).params["learning_rate"] == 0.02
+
+    # a net without a recipe keeps the table's smoke-test defaults, as before
+    _cmdline(monkeypatch, model="vgg_16")
+    vgg = tt.train_params("vgg_16")
+    table = defaults()
+    assert {k: vgg[k] for k in ("steps", "batch_size", "optimizer", "learning_rate",
+                                "train_image_size")} == \
+        {k: table[k] for k in ("steps", "batch_size", "optimizer", "learning_rate",
+                               "train_image_size")}
+    assert recipes.resolve({"model": "mobilenet_v1_025", "steps": 7})["steps"] == 7
+
+
+@pytest.mark.slow
+def test_deterministic_runs_give_identical_checkpoints(dataset_dir, tmp_path):
+    """Two runs of one configuration (one key) write byte-identical checkpoint data; without
+    determinism they differ, so the comparison can fail."""
+    from slim import train
+
+    cfg = {**SMALL, "steps": 6, "shuffle_seed": 0, "deterministic": True}
+
+    def checkpoint_files(run, c):
+        summary = train.train(c, dataset_dir, tmp_path / run)
+        files = sorted(Path(summary["checkpoint"]).parent.glob(
+            Path(summary["checkpoint"]).name + ".*"))
+        return {f.name: f.read_bytes() for f in files if not f.name.endswith(".meta")}
+
+    a = checkpoint_files("a", cfg)
+    b = checkpoint_files("b", cfg)
+    assert any(name.startswith("model.ckpt-6.data-") for name in a)
+    assert a == b
+    c = checkpoint_files("c", {**cfg, "deterministic": False})
+    assert a.keys() == c.keys() and a != c
+
+
+def test_default_model_has_images_carrying_rich():
+    """The main job builds the default model's image chain only; those images hold `rich`,
+    which zoobuild.progress imports when a container runs on a terminal."""
+    from images import plan as plan_mod
+    from slim import recipes
+    from tasks.train import model_image_names
+
+    plan = plan_mod.load_plan()
+    names = model_image_names(plan, [recipes.DEFAULT_MODEL])
+    assert names[:2] == ["tf-compiled-base", "image-recognition"]
+    assert all(n.startswith("mobilenet-v1-025-") for n in names[2:]) and len(names) == 4
+    img = plan.by_tag[plan_mod.model_image_tag(plan, recipes.DEFAULT_MODEL)]
+    installed = set()
+    for a in [img] + plan.ancestors(img):
+        installed |= set(plan_mod.image_requirements(plan, a))
+    assert "rich" in installed

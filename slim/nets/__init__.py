@@ -20,21 +20,28 @@ class NetSpec:
     image_size: int      # default input size (resnet/overfeat carry none in tf_slim)
     preprocessing: str   # name in slim.preprocessing's registry
     squeeze: bool = False  # logits come back [N,1,1,C] and must be squeezed
+    # the arg_scope's own batch-norm decay when it takes `batch_norm_decay`; 0.0 for nets
+    # without batch norm and for inception_v1/v2, whose tf_slim arg_scope fixes it
+    batch_norm_decay: float = 0.0
 
 
-def _tf(module, fn, scope, size, pre, squeeze=False):
-    return NetSpec("tf_slim.nets." + module, fn, scope, size, pre, squeeze)
+SLIM_BN_DECAY = 0.9997  # research/slim's batch-norm decay (inception, mobilenet)
 
 
-def _own(module, fn, scope, size, pre):
-    return NetSpec("slim.nets." + module, fn, scope, size, pre)
+def _tf(module, fn, scope, size, pre, squeeze=False, bn=0.0):
+    return NetSpec("tf_slim.nets." + module, fn, scope, size, pre, squeeze, bn)
+
+
+def _own(module, fn, scope, size, pre, bn=SLIM_BN_DECAY):
+    return NetSpec("slim.nets." + module, fn, scope, size, pre, False, bn)
 
 
 NETWORKS = {
     "alexnet_v2": _tf("alexnet", "alexnet_v2", "alexnet_v2_arg_scope", 224, "vgg"),
     "inception_v1": _tf("inception", "inception_v1", "inception_v1_arg_scope", 224, "inception"),
     "inception_v2": _tf("inception", "inception_v2", "inception_v2_arg_scope", 224, "inception"),
-    "inception_v3": _tf("inception", "inception_v3", "inception_v3_arg_scope", 299, "inception"),
+    "inception_v3": _tf("inception", "inception_v3", "inception_v3_arg_scope", 299, "inception",
+                        bn=SLIM_BN_DECAY),
     "inception_v4": _own("inception_v4", "inception_v4", "inception_v4_arg_scope", 299, "inception"),
     "inception_resnet_v2": _own("inception_resnet_v2", "inception_resnet_v2",
                                 "inception_resnet_v2_arg_scope", 299, "inception"),
@@ -51,7 +58,7 @@ for _version in ("v1", "v2"):
     for _depth in (50, 101, 152, 200):
         NETWORKS[f"resnet_{_version}_{_depth}"] = _tf(
             f"resnet_{_version}", f"resnet_{_version}_{_depth}", "resnet_arg_scope",
-            224, "vgg", squeeze=True)
+            224, "vgg", squeeze=True, bn=0.997)
 
 MODEL_NAMES = tuple(sorted(NETWORKS))
 
