@@ -63,6 +63,25 @@ def _pax_path(data: bytes) -> str | None:
     return path
 
 
+
+_NAME_KINDS = (b"L", b"x", b"K", b"g")   # GNU long name/link, pax header, pax global header
+_FILE_KINDS = (b"0", b"\0", b"7")        # regular files
+
+
+def _next_name(kind: bytes, payload: bytes, long_name):
+    """The name a GNU long-name ('L') or pax ('x') header gives the next member (others: as is)."""
+    if kind == b"L":
+        return payload.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    if kind == b"x":
+        return _pax_path(payload) or long_name
+    return long_name
+
+
+def _member_name(name: str, long_name):
+    """(this member's name, the pending long name after it): a pending long name wins once."""
+    return (name, None) if long_name is None else (long_name, None)
+
+
 def scan_tar(read, limit: int, where: str):
     """Yield the regular files of the tar that read(offset, n) gives, `limit` bytes long.
 
@@ -91,16 +110,11 @@ def scan_tar(read, limit: int, where: str):
             raise UserError(f"{where}: truncated tar (member {name} needs bytes up to "
                             f"{data + size}, the archive has {limit})")
         off = data + (size + BLOCK - 1) // BLOCK * BLOCK
-        if kind in (b"L", b"x"):  # the next member's long name / pax attributes
-            payload = read(data, size)
-            long_name = (payload.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-                         if kind == b"L" else _pax_path(payload) or long_name)
+        if kind in _NAME_KINDS:  # the next member's long name / pax attributes
+            long_name = _next_name(kind, read(data, size), long_name)
             continue
-        if kind in (b"K", b"g"):
-            continue
-        if long_name is not None:
-            name, long_name = long_name, None
-        if kind in (b"0", b"\0", b"7"):
+        name, long_name = _member_name(name, long_name)
+        if kind in _FILE_KINDS:
             yield Member(name, data, size, kind)
 
 
@@ -121,13 +135,9 @@ def scan_tar_stream(f, where: str):
             raise UserError(f"{where}: truncated archive at {name}")
         at += BLOCK + padded
         data = data[:size]
-        if kind in (b"L", b"x"):
-            long_name = (data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-                         if kind == b"L" else _pax_path(data) or long_name)
+        if kind in _NAME_KINDS:
+            long_name = _next_name(kind, data, long_name)
             continue
-        if kind in (b"K", b"g"):
-            continue
-        if long_name is not None:
-            name, long_name = long_name, None
-        if kind in (b"0", b"\0", b"7"):
+        name, long_name = _member_name(name, long_name)
+        if kind in _FILE_KINDS:
             yield name, data

@@ -229,21 +229,28 @@ class Cache:
             return False
         outdir = Path(outdir)
         stage = f"{stage}.partial" if partial else stage
-        try:
+        def fetch():
             manifest = self.read_manifest(stage, key_hex)
-            if manifest is None:
-                return False
-            moved = self._unpack(manifest, outdir)
-        except CacheError as err:
-            warn(f"{stage} {key_hex[:12]}: {err}; ignoring the entry and building locally")
+            return None if manifest is None else self._unpack(manifest, outdir)
+
+        moved = self._guarded(fetch, f"{stage} {key_hex[:12]}: {{}}; ignoring the entry and building locally")
+        if moved is None:
             return False
+        STATS.note("fetched", f"{stage}/{key_hex[:12]}", moved)
+        return True
+
+    def _guarded(self, fn, bad_entry: str):
+        """fn()'s result; None after a cache problem: an unusable entry is one line (bad_entry
+        formatted with it), an unreachable cache one warning for the whole run."""
+        try:
+            return fn()
+        except CacheError as err:
+            warn(bad_entry.format(err))
         except UserError:
             raise
         except Exception as err:
             self._unreachable(err)
-            return False
-        STATS.note("fetched", f"{stage}/{key_hex[:12]}", moved)
-        return True
+        return None
 
     def _unpack(self, manifest: dict, outdir: Path) -> int:
         from zoobuild.progress import progress
@@ -309,7 +316,7 @@ class Cache:
                 return False                    # not a finished directory: nothing to share
             if _marker_key(marker) != key_hex:
                 return False
-        try:
+        def upload():
             files = scan_dir(srcdir)
             moved = self._put_blobs(stage, key_hex, srcdir, files)
             manifest = {"format": FORMAT, "stage": stage, "key": key_hex, "files": files,
@@ -317,13 +324,10 @@ class Cache:
                         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             self._put_bytes(json.dumps(manifest, indent=1, sort_keys=True).encode(),
                             self.manifest_path(stage, key_hex))
-        except CacheError as err:
-            warn(f"{stage} {key_hex[:12]}: not uploaded: {err}")
-            return False
-        except UserError:
-            raise
-        except Exception as err:
-            self._unreachable(err)
+            return moved
+
+        moved = self._guarded(upload, f"{stage} {key_hex[:12]}: not uploaded: {{}}")
+        if moved is None:
             return False
         STATS.note("uploaded", f"{stage}/{key_hex[:12]}", moved)
         return True
