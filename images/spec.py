@@ -166,6 +166,7 @@ class Slice:
     requirements: tuple    # pinned PyPI names installed from the wheelhouse (closure computed)
     debs: tuple            # Debian packages fetched on the host (`apt-get download`), e.g. gosu
     where: Where
+    resources: tuple = ()  # ((stage, "CPU/MEMORY"), ...): requests of the stages run in this image
 
 
 @dataclass(frozen=True)
@@ -232,8 +233,9 @@ def _file_specs(seq: _Seq, ctx: str, what: str = "files") -> tuple:
 _SLICE_FIELDS = {
     "add_to_name": str, "dockerfile_exclusive_name": str, "dockerfile_subdirectory": str,
     "partials": list, "args": list, "files": list, "downloads": list, "tests": list,
-    "package": dict, "requirements": list, "debs": list,
+    "package": dict, "requirements": list, "debs": list, "resources": dict,
 }
+_REQUEST_RE = re.compile(r"^\d+(\.\d+)?m?/\d+(\.\d+)?(k|M|G|T|Ki|Mi|Gi|Ti)?$")
 
 
 def _parse_slice(set_name: str, index: int, m, where: Where, spec: Spec) -> Slice:
@@ -315,9 +317,15 @@ def _parse_slice(set_name: str, index: int, m, where: Where, spec: Spec) -> Slic
             if not isinstance(item, str) or not _NAME_RE.match(item):
                 fail(iw, f"{ctx}.{key}", f"{item!r}: expected a package name")
         names[key] = tuple(seq)
+    resources = []
+    for stage, request in (m.get("resources") or {}).items():
+        if not isinstance(request, str) or not _REQUEST_RE.match(request):
+            fail(m.key_where["resources"], f"{ctx}.resources.{stage}",
+                 f"{request!r}: expected CPU/MEMORY like 4/8G (a pipeline stage's requests)")
+        resources.append((str(stage), request))
     return Slice(set_name, index, m.get("add_to_name") or "", excl, subdir, tuple(partials),
                  tuple(args), files, tuple(downloads), tuple(tests), package,
-                 names["requirements"], names["debs"], where)
+                 names["requirements"], names["debs"], where, tuple(resources))
 
 
 def spec_files(spec_dir) -> list[Path]:

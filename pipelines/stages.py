@@ -29,9 +29,17 @@ KEY_INPUTS = {
 _QUANTITY = re.compile(r"^\d+(\.\d+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 
 
-def resources(text: str) -> dict:
-    """`resources=train=8/16G,benchmark=4/4G` over the defaults -> stage -> (cpu, memory)."""
+def resources(text: str, from_specs=()) -> dict:
+    """stage -> (cpu, memory): the per-stage defaults, then the image specs' `resources`
+    (from_specs: (stage, "CPU/MEMORY", where) of the images the stages run in), then
+    `resources=train=8/16G,benchmark=4/4G`."""
     out = dict(RESOURCES)
+    for stage, req, where in from_specs:
+        if stage not in RESOURCES:
+            raise UserError(f"{where}: resources.{stage}: expected a stage name "
+                            f"({', '.join(RESOURCES)})")
+        cpu, _, mem = req.partition("/")
+        out[stage] = (cpu, mem)
     for item in filter(None, (t.strip() for t in (text or "").split(","))):
         stage, _, req = item.partition("=")
         cpu, _, mem = req.partition("/")

@@ -236,10 +236,26 @@ def run_stage(command: str, job: dict, given: dict, inputs: dict, out: Path, com
     note = "the compiled key" if key.hex == job["key_parts"]["hex"] else f"re-keyed from {job['key_parts']['hex'][:12]}"
     print(f"zoobuild stage {command}: key {key.short} ({note})", flush=True)
     out.mkdir(parents=True, exist_ok=True)
+    shared = _shared_cache(job) if command != "tfrecords-part" else None
+    if shared is not None and shared.fetch(key.stage, key.hex, out):
+        print(f"zoobuild stage {command}: fetched key {key.short} from {shared.url}", flush=True)
+        return key
     extra = STAGES[command](job, cfg, inputs, out, key)
     if command != "tfrecords-part":
         keys.mark_complete(out, key, {**(extra or {}), "compiled_key": job["key_parts"]["hex"]})
+        if shared is not None:
+            shared.upload(key.stage, key.hex, out)
     return key
+
+
+def _shared_cache(job: dict):
+    """The shared cache the pipeline was compiled with (cache=), or None: a component then
+    fetches its key instead of running, and shares what it built."""
+    if not job.get("cache"):
+        return None
+    from zoobuild.cache import open_cache
+
+    return open_cache(job["cache"], job.get("cache_mode", "readwrite"), job.get("cache_options") or {})
 
 
 def write_executor_output(path: str, uri: str, key: keys.Key, command: str) -> None:

@@ -13,6 +13,8 @@ pipelines/ (the library), which builds the kfp components and compiles them.
 """
 from __future__ import annotations
 
+import json
+
 import contextlib
 
 from zoobuild import paths
@@ -56,6 +58,17 @@ def _no_cluster_file():
         doit_cmd._CMDLINE_VARS = saved
 
 
+def _cache_settings() -> dict:
+    """cache= reaches the components: each one fetches its key from the shared cache before it
+    runs and shares what it built, as doit's stages do (same stage names, same keys)."""
+    from tasks import cache
+
+    if not cache.CACHE.get() or cache.CACHE_MODE.get() == "off":
+        return {}
+    return {"cache": cache.CACHE.get(), "cache_mode": cache.CACHE_MODE.get(),
+            "cache_options": json.loads(cache.CACHE_OPTIONS.get() or "{}")}
+
+
 def _var_param(var, name=None, default=None):
     from pipelines.graph import Param
 
@@ -79,6 +92,19 @@ def _images(model: str, registry: str) -> dict:
             "model": refs.image_ref(model_image_tag(plan, model), registry, push)}
 
 
+def _spec_resources(model: str) -> list:
+    """(stage, "CPU/MEMORY", where) from the image specs: the data image's slice for the data
+    stages, then the model image's slice (a stage named in both takes the model image's)."""
+    from images.plan import model_image_tag
+    from tasks.images import user_plan
+
+    plan = user_plan()
+    data = [i for i in plan.images if i.args.get("MODEL_NAME") == "data"]
+    model_img = plan.by_tag[model_image_tag(plan, model)]
+    return [(stage, req, f"{img.slice.where}: slice_sets.{img.slice.set_name}[{img.slice.index}]")
+            for img in data[:1] + [model_img] for stage, req in img.slice.resources]
+
+
 def describe(name: str, registry: str = ""):
     """The pipeline description of the current variables (pure: keys, tags, parameters)."""
     from pipelines import stages as st
@@ -87,7 +113,7 @@ def describe(name: str, registry: str = ""):
 
     model = train.MODEL.get()
     img = _images(IMAGE_MODEL.get() or model, registry)
-    res = st.resources(RESOURCES.get())
+    res = st.resources(RESOURCES.get(), _spec_resources(IMAGE_MODEL.get() or model))
     with _no_cluster_file():
         k = {"synthetic": data.synthetic_key(), "tfrecords": data.tfrecords_key(),
              "train": train.train_key(model), "eval": train.eval_key(model),
@@ -100,7 +126,7 @@ def describe(name: str, registry: str = ""):
 
     def stage(sname, command, image, job, params=None, inputs=None, **more):
         key_stage = f"benchmark:{backend}" if sname == "benchmark" else sname
-        job = {**job, "key_inputs": st.key_inputs(key_stage, parts[sname])}
+        job = {**job, "key_inputs": st.key_inputs(key_stage, parts[sname]), **_cache_settings()}
         cpu, mem = res[sname]
         return Stage(sname, command, image, parts[sname], job, params or {}, inputs or {}, cpu, mem, **more)
 

@@ -174,3 +174,57 @@ def test_the_stage_entry_point_rekeys_and_refuses_other_code(tmp_path, build_dir
     job["key_parts"]["code"] = {**job["key_parts"]["code"], "slim/stage.py": "0" * 64}
     with pytest.raises(UserError, match="differs from the code the pipeline was compiled from"):
         stage.rekey(job, {}, {"train": str(up)})
+
+
+def test_components_share_through_the_cache_when_compiled_with_one(tmp_path, build_dir, monkeypatch):
+    """cache= reaches every component's job; a component whose key is cached fetches it and runs
+    nothing, and one that runs shares its output under the same stage name and key as doit."""
+    from slim import stage
+    from zoobuild import keys
+    from zoobuild.cache import Cache
+
+    cache_url = (tmp_path / "cache").as_uri()
+    run_doit(["pipeline", "model=vgg_16", f"cache={cache_url}"], env=_env(build_dir))
+    text = (build_dir / "pipeline" / "main.yaml").read_text()
+    assert text.count(cache_url) >= 8                   # every component's job carries it
+
+    ran = []
+    monkeypatch.setitem(stage.STAGES, "synthetic", lambda job, cfg, inputs, out, key: (
+        ran.append(out), (out / "made.txt").write_text("made"))[-1] and None)
+    compiled = keys.make_key("synthetic", entries=["slim.stage"], params={"seed": 1})
+    job = {"key_parts": {**compiled.parts, "hex": compiled.hex}, "param_map": {},
+           "key_inputs": {}, "cfg": {}, "cache": cache_url}
+    first, second = tmp_path / "A" / "out", tmp_path / "B" / "out"
+    stage.run_stage("synthetic", dict(job), {}, {}, first)
+    assert len(ran) == 1 and Cache(cache_url).read_manifest("synthetic", compiled.hex)
+    stage.run_stage("synthetic", dict(job), {}, {}, second)
+    assert len(ran) == 1                                 # fetched, not run
+    assert (second / "made.txt").read_text() == "made" and keys.is_complete(second, compiled)
+
+
+def test_cpu_and_memory_requests_come_from_the_image_specs(build_dir, tmp_path):
+    """A stage's requests: the per-stage defaults, then the `resources` of the image it runs in
+    (specs/vgg_16_spec.yml, specs/pipeline_data_spec.yml), then resources=; a bad value in a
+    spec is one line naming the file."""
+    run_doit(["pipeline", "model=vgg_16", "resources=eval=3/5G"], env=_env(build_dir))
+    spec = _spec(build_dir / "pipeline" / "main.yaml")
+    res = {n: e["container"]["resources"] for n, e in spec["deploymentSpec"]["executors"].items()}
+    train = next(r for n, r in res.items() if "train" in n)
+    evaluate = next(r for n, r in res.items() if n.endswith("-eval"))
+    tfrecords = next(r for n, r in res.items() if n.endswith("-tfrecords"))
+    assert train["resourceCpuRequest"] == "8" and train["resourceMemoryRequest"] in ("16G", "16.0G")
+    assert evaluate["resourceCpuRequest"] == "3"            # resources= wins over the spec
+    assert tfrecords["resourceCpuRequest"] == "2"           # the data image's spec
+
+    import shutil
+
+    from conftest import ROOT
+    specs = tmp_path / "specs"
+    shutil.copytree(ROOT / "specs", specs)
+    (build_dir / "pipeline" / "main.yaml").unlink()
+    bad = specs / "vgg_16_spec.yml"
+    bad.write_text(bad.read_text().replace("train: 8/16G", "train: lots"))
+    res = run_doit(["pipeline", "model=vgg_16", f"specs={specs}"], env=_env(build_dir), check=False)
+    said = res.stdout + res.stderr
+    assert res.returncode != 0 and "vgg_16_spec.yml" in said and "resources.train" in said
+    assert "expected CPU/MEMORY" in said and not (build_dir / "pipeline" / "main.yaml").exists()
