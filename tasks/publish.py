@@ -177,7 +177,10 @@ def convert_key(model: str) -> keys.Key:
     inputs = {"export": _export_digest(export_dir(model), model)}
     if params["calib_dir"]:
         inputs["calibration"] = _data_identity(params["calib_dir"])
-    return keys.make_key("convert", entries=["slim.convert"], params=params, inputs=inputs)
+    # the calibration data is keyed by its identity, not by where it lies: a path (under this
+    # machine's build directory) would give every machine its own key and defeat the cache
+    keyed = {n: v for n, v in params.items() if n != "calib_dir"}
+    return keys.make_key("convert", entries=["slim.convert"], params=keyed, inputs=inputs)
 
 
 def convert_dir(model: str) -> Path:

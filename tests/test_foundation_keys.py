@@ -146,3 +146,22 @@ def test_switching_to_the_image_key_is_one_reason():
     docker = keys.Key("train", libs={"image": "k" * 12})
     assert keys.stale_reasons(docker, {"parts": local.parts}) == [
         "library versions: the installed versions (2 distributions) -> image key 'kkkkkkkkkkkk'"]
+
+
+def test_no_key_depends_on_where_the_build_directory_is(tmp_path):
+    """A key is an address shared between machines (the cache): two build directories give
+    every keyed task the same key, or a second machine could never fetch the first one's work."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    dumps = []
+    for name in ("A", "B"):
+        env = dict(os.environ, ZOOBUILD_BUILD_DIR=str(tmp_path / name))
+        res = subprocess.run([sys.executable, str(root / "tests" / "fixtures" / "dump_keys.py"),
+                              "onnx_precisions=fp32,int8"], cwd=root, env=env, capture_output=True,
+                             text=True, check=True)
+        dumps.append({t: v["parts"] for t, v in json.loads(res.stdout).items()})
+    assert len(dumps[0]) >= 8 and dumps[0] == dumps[1]
+    assert str(tmp_path) not in json.dumps(dumps[0])
