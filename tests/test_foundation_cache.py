@@ -100,7 +100,8 @@ def test_a_corrupt_blob_is_named_ignored_and_replaced_by_the_next_upload(tmp_pat
     err = capsys.readouterr().err
     assert f"blob {blob[:12]} of model.bin is corrupt" in err and len(err.strip().splitlines()) == 1
     assert not dest.exists() and not list(dest.parent.glob(".*"))   # nothing left behind
-    assert c.upload("train", KEY, src) is True             # the rebuild replaces the bad blob
+    assert not fs.exists(c.blob_path(blob))                 # the bad blob is dropped
+    assert c.upload("train", KEY, src) is True             # the rebuild stores it again
     assert c.fetch("train", KEY, dest) is True and tree(dest) == tree(src)
 
 

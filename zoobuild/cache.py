@@ -282,6 +282,7 @@ class Cache:
                         raise CacheError(f"blob {entry['sha256'][:12]} of {rel} is missing") from None
                     if h.hexdigest() != entry["sha256"]:
                         self.bad_blobs.add(entry["sha256"])
+                        self._drop_blob(entry["sha256"])
                         raise CacheError(f"blob {entry['sha256'][:12]} of {rel} is corrupt "
                                          f"(sha256 {h.hexdigest()[:12]})")
                     os.chmod(dest, 0o755 if entry["mode"] & 0o111 else 0o644)
@@ -294,6 +295,16 @@ class Cache:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return moved
+
+    def _drop_blob(self, sha: str) -> None:
+        """Remove a blob whose bytes do not match its name (readwrite only): no later reader
+        trips over it, and the rebuild that follows stores good bytes again."""
+        if self.mode != "readwrite":
+            return
+        try:
+            self._open().rm(self.blob_path(sha))
+        except Exception:
+            pass
 
     # ---------------------------------------------------------------- writing
     def upload(self, stage: str, key_hex: str, srcdir, partial: bool = False) -> bool:
