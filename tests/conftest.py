@@ -41,6 +41,21 @@ def build_dir(tmp_path, monkeypatch):
     return bdir
 
 
+@pytest.fixture(scope="module")
+def module_build(tmp_path_factory):
+    """A private build directory for this module (in-process code and doit subprocesses)."""
+    from zoobuild import keys, paths
+
+    bdir = tmp_path_factory.mktemp("module") / "build"
+    bdir.mkdir()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ZOOBUILD_BUILD_DIR", str(bdir))
+    mp.setattr(paths, "BUILD", bdir)
+    mp.setattr(keys, "_CACHE", None)
+    yield bdir
+    mp.undo()
+
+
 def run_doit(args, cwd=ROOT, env=None, check=True, timeout=1800, dodo=None):
     """Run doit in a subprocess; returns CompletedProcess with text output."""
     cmd = list(DOIT) + (["-f", str(dodo)] if dodo else []) + list(args)

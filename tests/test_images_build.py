@@ -15,21 +15,6 @@ pytestmark = [pytest.mark.engine]
 TEST_PREFIX = "zoobuild-test:"   # never clobber the user's zoobuild:* images
 
 
-@pytest.fixture(scope="module")
-def module_build(tmp_path_factory):
-    """A private build directory for this module (in-process code and doit subprocesses)."""
-    from zoobuild import keys, paths
-
-    bdir = tmp_path_factory.mktemp("images") / "build"
-    bdir.mkdir()
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ZOOBUILD_BUILD_DIR", str(bdir))
-    mp.setattr(paths, "BUILD", bdir)
-    mp.setattr(keys, "_CACHE", None)
-    yield bdir
-    mp.undo()
-
-
 # --- the tiny chain -----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -9,20 +9,12 @@ PREFIX = "zoobuild-kc-test:"
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory, docker_client, base_image):
+def chain(module_build, tmp_path_factory, docker_client, base_image):
     from images import engine, plan as plan_mod, testing
-    from zoobuild import keys, paths
 
-    bdir = tmp_path_factory.mktemp("kc") / "build"
-    bdir.mkdir()
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ZOOBUILD_BUILD_DIR", str(bdir))
-    mp.setattr(paths, "BUILD", bdir)
-    mp.setattr(keys, "_CACHE", None)
     root = tmp_path_factory.mktemp("kc-specs")
     specs = testing.write_tiny_specs(root, n_models=2, prefix=PREFIX)
-    yield plan_mod.load_plan(specs), engine.ensure_registry()
-    mp.undo()
+    return plan_mod.load_plan(specs), engine.ensure_registry()
 
 
 def _drop(client, plan, names):
