@@ -5,9 +5,13 @@
     plan    `shardplan` resolves the shard counts (auto: sized by the data) and
             assigns each image to a shard, a pure function of index and seed.
     resume  shards whose manifest names the current plan are kept (after kill -9
-            or from another machine's shard_range); the rest are to write.
+            or from another machine's shard_range); with a `shared` store (the
+            shared cache, per shard) the missing ones are fetched from it; the
+            rest are to write.
     write   worker processes (no TensorFlow) write each shard (`shardwrite`),
-            with a progress bar of images and shards, rate and ETA.
+            with a progress bar of images and shards, rate and ETA; each
+            finished shard goes to the `shared` store at once, so a run that
+            stops part-way still feeds the next machine.
     verify  every planned shard is on disk with its manifest, else the set is
             incomplete (a shard range) and nothing set-wide is written.
     finish  labels.txt, manifest.json and conversion_report.json, written once
@@ -59,14 +63,29 @@ def resume(selected, jobs, out: Path, strict: bool) -> tuple[dict, list]:
     return reused, [job for job in selected if job.name not in reused]
 
 
-def write_shards(todo, data_dir: str, workers: int, show_progress: bool) -> dict:
+def fetch_shared(todo, shared, show_progress: bool) -> tuple[dict, list]:
+    """({name: manifest} of the shards `shared` had, jobs still to write)."""
+    got = {}
+    with progress_bar("imagenet_tfrecords: shared shards", total=len(todo), unit="shards") \
+            if show_progress and len(todo) > 1 else _NoProgress() as bar:
+        for job in todo:
+            if shared.fetch(job) and (m := finished(job)):
+                got[job.name] = m
+            bar.advance(1)
+    return got, [job for job in todo if job.name not in got]
+
+
+def write_shards(todo, data_dir: str, workers: int, show_progress: bool, shared=None) -> dict:
     """{name: manifest} of the shards written now, in worker processes when workers > 1."""
     written: dict[str, dict] = {}
     total = sum(len(job.entries) for job in todo)
+    by_name = {job.name: job for job in todo}
     with progress_bar("imagenet_tfrecords", total=total, unit="images") if show_progress \
             else _NoProgress() as bar:
         def done(manifest):
             written[manifest["name"]] = manifest
+            if shared is not None:
+                shared.share(by_name[manifest["name"]])
             bar.advance(manifest["count"] + len(manifest["skipped"]),
                         shards=f"{len(written)}/{len(todo)}")
 
@@ -118,7 +137,7 @@ def finish(out: Path, index, jobs, manifests: dict, counts: dict, seed: int, rep
 
 def convert(data_dir, out_dir, train_shards=AUTO, validation_shards=AUTO, seed: int = 0,
             strict: bool = False, shard_range=None, workers: int | None = None,
-            quality: int = JPEG_QUALITY, progress: bool = True) -> dict:
+            quality: int = JPEG_QUALITY, progress: bool = True, shared=None) -> dict:
     """Convert the ILSVRC2012 files in data_dir into slim TFRecord shards in out_dir.
 
     train_shards / validation_shards: `auto` (slim's 1024/128 for the full
@@ -126,7 +145,9 @@ def convert(data_dir, out_dir, train_shards=AUTO, validation_shards=AUTO, seed: 
     conversion report (also written to out_dir/conversion_report.json once every
     shard exists).  shard_range ('lo:hi' or (lo, hi)) converts only those shards
     of the list [train 0..T-1, validation 0..V-1]; ranges written elsewhere can
-    be copied together and give the same files.
+    be copied together and give the same files.  shared: a store of finished shards
+    (`fetch(job) -> bool` puts the shard and its manifest into out_dir, `share(job)` stores
+    them), so that shard ranges run on different machines feed each other.
     """
     requested = {"train": check_shard_count("train_shards", train_shards),
                  "validation": check_shard_count("validation_shards", validation_shards)}
@@ -140,9 +161,13 @@ def convert(data_dir, out_dir, train_shards=AUTO, validation_shards=AUTO, seed: 
     jobs = plan(index, counts, seed, data_dir, out, strict, quality)
     lo, hi = parse_shard_range(shard_range, len(jobs))
     reused, todo = resume(jobs[lo:hi], jobs, out, strict)
+    fetched = {}
+    if shared is not None and todo:
+        fetched, todo = fetch_shared(todo, shared, progress)
+        reused.update(fetched)
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     try:
-        written = write_shards(todo, data_dir, workers, progress)
+        written = write_shards(todo, data_dir, workers, progress, shared)
     except UserError:
         # bad input found while writing (strict mode): this input has no valid output
         _remove_plan_outputs(out, jobs)
@@ -160,7 +185,8 @@ def convert(data_dir, out_dir, train_shards=AUTO, validation_shards=AUTO, seed: 
         "num_classes": len(index.synsets) + 1,
         "images_in_source": {s: len(index.entries[s]) for s in layout.SPLITS},
         "bbox_xml_files": index.xml_count, "bbox_xml_without_image": index.xml_unmatched,
-        "shards_written": len(written), "shards_reused": len(reused),
+        "shards_written": len(written), "shards_reused": len(reused) - len(fetched),
+        "shards_fetched": len(fetched),
         "images_converted": converted, "workers": workers,
         "index_seconds": round(t_index, 3), "seconds": round(elapsed, 3),
         "images_per_second": round(converted / elapsed, 1) if elapsed > 0 else None,

@@ -165,26 +165,55 @@ def task_synthetic():
     }
 
 
+class SharedShards:
+    """The shared cache, one entry per TFRecord shard (the shard and its manifest), keyed on
+    the set's key and the shard's plan digest: a `shard_range=` run on one machine feeds the
+    conversion on another, and an interrupted conversion loses no shared shard."""
+    STAGE = "tfrecords.shard"
+
+    def __init__(self, cache, set_key: keys.Key):
+        self.cache, self.set_key = cache, set_key
+
+    def _key(self, job) -> str:
+        import hashlib
+
+        return hashlib.sha256(f"{self.set_key.hex}\0{job.name}\0{job.digest}".encode()).hexdigest()
+
+    def fetch(self, job) -> bool:
+        return self.cache.fetch_files(self.STAGE, self._key(job), job.out_dir)
+
+    def share(self, job) -> None:
+        from datasets import layout
+
+        self.cache.upload_files(self.STAGE, self._key(job), job.out_dir,
+                                [job.name, f"{layout.SHARD_MANIFESTS}/{job.name}.json"])
+
+
 def _convert(data_dir: str, out_dir: str, key: keys.Key, params: dict, shard_range: str,
              workers: int) -> None:
     from datasets.convert import convert
 
     out = Path(out_dir)
+    cache = shared_cache()
 
     def build(into):
         (into / keys.COMPLETE).unlink(missing_ok=True)  # the directory's content is about to change
         return convert(data_dir, into, train_shards=params["train_shards"],
                        validation_shards=params["validation_shards"], seed=params["seed"],
                        strict=params["strict"], shard_range=shard_range or None,
-                       workers=workers or None)
+                       workers=workers or None,
+                       shared=SharedShards(cache, key) if cache is not None else None)
 
-    if shard_range:                     # a part of the set: written in place, never a whole entry
+    if shard_range:                     # a part of the set: written in place, shared per shard
         report = build(out)
         if not report["complete"]:
-            print(f"imagenet_tfrecords: shards {shard_range} written to {out}; the set is complete "
-                  f"once every shard is there (run again without shard_range to finish)")
+            print(f"imagenet_tfrecords: shards {shard_range} written to {out} "
+                  f"({report['shards_written']} written, {report['shards_fetched']} fetched); the "
+                  f"set is complete once every shard is there (run again without shard_range to finish)")
             return
         keys.mark_complete(out, key, _marker_fields(report))
+        if cache is not None:
+            cache.upload("tfrecords", key.hex, out)
     else:
         made = []
 

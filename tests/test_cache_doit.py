@@ -65,3 +65,30 @@ def test_a_flipped_byte_in_a_blob_is_reported_and_rebuilt(tmp_path):
     assert f"blob {victim['sha256'][:12]} of {victim['path']} is corrupt" in res.stderr
     assert "1 built" in res.stderr and "1 uploaded" in res.stderr      # rebuilt and replaced
     assert not blob.exists() or blob.read_bytes() != bytes(data)
+
+
+def _shards(d: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(d.glob("*-of-*"))}
+
+
+def test_shard_ranges_run_on_two_machines_feed_a_third(tmp_path):
+    """TFRecords are shared per shard: A converts shards 0:2, B shards 2:4, and C, asking for the
+    whole set, fetches all four shards and converts nothing."""
+    cache = (tmp_path / "cache").as_uri()
+    common = ["imagenet_tfrecords", "train_shards=2", "validation_shards=2", f"cache={cache}"]
+    a = run_doit(common + ["shard_range=0:2"], env={"ZOOBUILD_BUILD_DIR": str(tmp_path / "A")})
+    assert "parts: 0 fetched, 2 shared" in a.stderr, a.stderr
+    b = run_doit(common + ["shard_range=2:4"], env={"ZOOBUILD_BUILD_DIR": str(tmp_path / "B")})
+    assert "parts: 0 fetched, 2 shared" in b.stderr, b.stderr
+    c = run_doit(common, env={"ZOOBUILD_BUILD_DIR": str(tmp_path / "C")})
+    assert "parts: 4 fetched, 0 shared" in c.stderr, c.stderr
+    assert "0 skipped" in c.stdout
+    out = {m: next((tmp_path / m / "tfrecords" / "synthetic").iterdir()) for m in "ABC"}
+    report = json.loads((out["C"] / "conversion_report.json").read_text())
+    assert report["shards_fetched"] == 4 and report["shards_written"] == 0 and report["complete"]
+    whole = _shards(out["C"])
+    assert len(whole) == 4 and whole == {**_shards(out["A"]), **_shards(out["B"])}
+    # the finished set is an entry of its own now: a fourth machine fetches it whole
+    d = run_doit(common, env={"ZOOBUILD_BUILD_DIR": str(tmp_path / "D")})
+    assert "zoobuild: cache: 2 fetched, 0 built, 0 uploaded" in d.stderr, d.stderr
+    assert _shards(next((tmp_path / "D" / "tfrecords" / "synthetic").iterdir())) == whole

@@ -249,3 +249,37 @@ def test_a_run_stopped_part_way_is_shared_and_resumed_elsewhere(tmp_path):
     assert produce("train", key, b, train, cache=c, in_place=True) == "built"
     assert seen == [0, 2]                      # B resumed at A's step 2
     assert keys.is_complete(b, key) and (b / "checkpoint").read_text() == "4"
+
+
+def test_a_file_set_entry_lands_beside_what_is_there_and_a_bad_one_leaves_nothing(tmp_path, cache_url, capsys):
+    """upload_files/fetch_files: one part of a directory (a TFRecord shard and its manifest)."""
+    url, opts = cache_url
+    src = tmp_path / "a"
+    (src / "parts").mkdir(parents=True)
+    (src / "train-00000").write_bytes(os.urandom(5000))
+    (src / "parts" / "train-00000.json").write_text('{"count": 3}')
+    c = Cache(url, "readwrite", opts)
+    assert c.fetch_files("tfrecords.shard", KEY, tmp_path / "b") is False
+    assert c.upload_files("tfrecords.shard", KEY, src, ["train-00000", "parts/train-00000.json"])
+    dest = tmp_path / "b"
+    (dest / "other").mkdir(parents=True)
+    (dest / "other" / "kept").write_text("mine")
+    assert c.fetch_files("tfrecords.shard", KEY, dest) is True
+    assert tree(dest) == {**tree(src), "other/kept": b"mine"}
+    # a corrupt blob: named in one line, and neither file lands (not even the good one)
+    blob = c.read_manifest("tfrecords.shard", KEY)["files"][1]["sha256"]
+    fs = c._open()
+    fs.pipe_file(c.blob_path(blob), b'{"count": 4}')
+    fresh = tmp_path / "c"
+    fresh.mkdir()
+    assert c.fetch_files("tfrecords.shard", KEY, fresh) is False
+    assert "of parts/train-00000.json is corrupt" in capsys.readouterr().err
+    assert list(fresh.rglob("*")) == [fresh / "parts"] or list(fresh.rglob("*")) == []
+    with pytest.raises(CacheError):
+        cache_mod.safe_relpath("../x")
+    assert c.upload_files("tfrecords.shard", "cd" * 32, src, ["../x"]) is False
+
+
+def test_stats_summary_counts_parts():
+    s = cache_mod.Stats(built=["t"], parts_fetched=["a", "b"], parts_uploaded=["c"])
+    assert s.summary().endswith("; parts: 2 fetched, 1 shared") and s.any()

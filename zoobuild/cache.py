@@ -52,6 +52,8 @@ class Stats:
     fetched: list = field(default_factory=list)
     built: list = field(default_factory=list)
     uploaded: list = field(default_factory=list)
+    parts_fetched: list = field(default_factory=list)     # file-set entries (TFRecord shards)
+    parts_uploaded: list = field(default_factory=list)
     bytes_down: int = 0
     bytes_up: int = 0
 
@@ -64,9 +66,9 @@ class Stats:
 
     def _add(self, kind, name, nbytes):
         getattr(self, kind).append(name)
-        if kind == "fetched":
+        if kind.endswith("fetched"):
             self.bytes_down += nbytes
-        elif kind == "uploaded":
+        elif kind.endswith("uploaded"):
             self.bytes_up += nbytes
 
     def merge_events(self, path) -> None:
@@ -83,12 +85,16 @@ class Stats:
             self._add(kind, name, nbytes)
 
     def summary(self) -> str:
-        return (f"cache: {len(self.fetched)} fetched, {len(self.built)} built, "
+        line = (f"cache: {len(self.fetched)} fetched, {len(self.built)} built, "
                 f"{len(self.uploaded)} uploaded; {_size(self.bytes_down)} down, "
                 f"{_size(self.bytes_up)} up")
+        if self.parts_fetched or self.parts_uploaded:
+            line += f"; parts: {len(self.parts_fetched)} fetched, {len(self.parts_uploaded)} shared"
+        return line
 
     def any(self) -> bool:
-        return bool(self.fetched or self.built or self.uploaded)
+        return bool(self.fetched or self.built or self.uploaded or self.parts_fetched
+                    or self.parts_uploaded)
 
 
 STATS = Stats()
@@ -255,7 +261,6 @@ class Cache:
     def _unpack(self, manifest: dict, outdir: Path) -> int:
         from zoobuild.progress import progress
 
-        fs = self._open()
         outdir.parent.mkdir(parents=True, exist_ok=True)
         tmp = outdir.parent / f".{outdir.name}.fetch-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         total = sum(e["size"] for e in manifest["files"])
@@ -266,26 +271,9 @@ class Cache:
                            unit="B") if total >= _BAR_BYTES else None
             with bar if bar is not None else _nothing() as meter:
                 for entry in manifest["files"]:
-                    rel = safe_relpath(entry["path"])
-                    dest = tmp / rel
+                    dest = tmp / safe_relpath(entry["path"])
                     dest.parent.mkdir(parents=True, exist_ok=True)
-                    h = hashlib.sha256()
-                    try:
-                        with fs.open(self.blob_path(entry["sha256"]), "rb") as src, open(dest, "wb") as out:
-                            while chunk := src.read(_CHUNK):
-                                h.update(chunk)
-                                out.write(chunk)
-                                moved += len(chunk)
-                                if meter is not None:
-                                    meter.advance(len(chunk))
-                    except FileNotFoundError:
-                        raise CacheError(f"blob {entry['sha256'][:12]} of {rel} is missing") from None
-                    if h.hexdigest() != entry["sha256"]:
-                        self.bad_blobs.add(entry["sha256"])
-                        self._drop_blob(entry["sha256"])
-                        raise CacheError(f"blob {entry['sha256'][:12]} of {rel} is corrupt "
-                                         f"(sha256 {h.hexdigest()[:12]})")
-                    os.chmod(dest, 0o755 if entry["mode"] & 0o111 else 0o644)
+                    moved += self._download(entry, dest, meter)
             if not manifest.get("partial"):
                 (tmp / MARKER).write_text(manifest["marker"])
             if outdir.exists():
@@ -294,6 +282,30 @@ class Cache:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        return moved
+
+    def _download(self, entry: dict, dest: Path, meter=None) -> int:
+        """Copy one blob to dest, checking its sha256 on the way; the bytes moved.  A blob whose
+        bytes do not match its name is CacheError (and dropped from the store)."""
+        rel = entry["path"]
+        h = hashlib.sha256()
+        moved = 0
+        try:
+            with self._open().open(self.blob_path(entry["sha256"]), "rb") as src, open(dest, "wb") as out:
+                while chunk := src.read(_CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+                    moved += len(chunk)
+                    if meter is not None:
+                        meter.advance(len(chunk))
+        except FileNotFoundError:
+            raise CacheError(f"blob {entry['sha256'][:12]} of {rel} is missing") from None
+        if h.hexdigest() != entry["sha256"]:
+            self.bad_blobs.add(entry["sha256"])
+            self._drop_blob(entry["sha256"])
+            raise CacheError(f"blob {entry['sha256'][:12]} of {rel} is corrupt "
+                             f"(sha256 {h.hexdigest()[:12]})")
+        os.chmod(dest, 0o755 if entry["mode"] & 0o111 else 0o644)
         return moved
 
     def _drop_blob(self, sha: str) -> None:
@@ -306,7 +318,73 @@ class Cache:
         except Exception:
             pass
 
+    def fetch_files(self, stage: str, key_hex: str, root) -> bool:
+        """Fetch a file-set entry (`upload_files`) into the directory root, beside what is there.
+        Every file is downloaded and verified under a temporary name first, then all are
+        renamed into place in the entry's order (the last one is the part's own "finished"
+        record), so a failure leaves root as it was.  False on a miss or a cache problem."""
+        if self.mode == "off" or self.unreachable:
+            return False
+        root = Path(root)
+
+        def fetch():
+            manifest = self.read_manifest(stage, key_hex)
+            if manifest is None:
+                return None
+            done, moved = [], 0
+            try:
+                for entry in manifest["files"]:
+                    dest = root / safe_relpath(entry["path"])
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = dest.parent / f".{dest.name}.fetch-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+                    done.append((tmp, dest))
+                    moved += self._download(entry, tmp)
+            except BaseException:
+                for tmp, _ in done:
+                    tmp.unlink(missing_ok=True)
+                raise
+            for tmp, dest in done:
+                os.replace(tmp, dest)
+            return moved
+
+        moved = self._guarded(fetch, f"{stage} {key_hex[:12]}: {{}}; ignoring the entry and building locally")
+        if moved is None:
+            return False
+        STATS.note("parts_fetched", f"{stage}/{key_hex[:12]}", moved)
+        return True
+
     # ---------------------------------------------------------------- writing
+    def upload_files(self, stage: str, key_hex: str, root, relpaths) -> bool:
+        """Share some files of a directory as one entry (a part of a stage's output, such as one
+        TFRecord shard and its manifest), in the given order; blobs first, the manifest last."""
+        if self.mode != "readwrite" or self.unreachable:
+            return False
+        root = Path(root)
+
+        def upload():
+            files = []
+            for rel in relpaths:
+                path = root / safe_relpath(rel)
+                st = path.lstat()
+                if not stat.S_ISREG(st.st_mode):
+                    raise CacheError(f"{path} is not a regular file; only regular files are cached")
+                files.append({"path": rel, "sha256": sha256_file(path), "size": st.st_size,
+                              "mode": 0o755 if st.st_mode & 0o111 else 0o644})
+            moved = self._put_blobs(stage, key_hex, root, files, show=False)
+            manifest = {"format": FORMAT, "stage": stage, "key": key_hex, "files": files,
+                        "marker": json.dumps({"key": key_hex}), "partial": True,
+                        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            self._put_bytes(json.dumps(manifest, indent=1, sort_keys=True).encode(),
+                            self.manifest_path(stage, key_hex))
+            return moved
+
+        moved = self._guarded(upload, f"{stage} {key_hex[:12]}: not uploaded: {{}}")
+        if moved is None:
+            return False
+        STATS.note("parts_uploaded", f"{stage}/{key_hex[:12]}", moved)
+        return True
+
+
     def upload(self, stage: str, key_hex: str, srcdir, partial: bool = False) -> bool:
         """Store a finished key directory: blobs first, the manifest last.  Never raises for a
         cache problem (one warning line); True when the entry is in the cache afterwards.
@@ -343,7 +421,7 @@ class Cache:
         STATS.note("uploaded", f"{stage}/{key_hex[:12]}", moved)
         return True
 
-    def _put_blobs(self, stage, key_hex, srcdir: Path, files: list[dict]) -> int:
+    def _put_blobs(self, stage, key_hex, srcdir: Path, files: list[dict], show: bool = True) -> int:
         from zoobuild.progress import progress
 
         fs = self._open()
@@ -354,7 +432,7 @@ class Cache:
                 todo.append(entry)
         total = sum(e["size"] for e in todo)
         bar = progress(f"upload {stage} {key_hex[:12]}", total=total, unit="B") \
-            if total >= _BAR_BYTES else None
+            if show and total >= _BAR_BYTES else None
         moved = 0
         with bar if bar is not None else _nothing() as meter:
             for entry in todo:
