@@ -21,21 +21,25 @@ from zoobuild.errors import UserError
 
 # --- model packages -----------------------------------------------------------------------
 
-def ensure_package(plan, img, log=print) -> Path:
-    """Build the model package of img (once per content key) and return its path."""
+def ensure_package(plan, img, log=print, cache=None) -> Path:
+    """Build the model package of img (once per content key; with a shared cache, fetched when
+    another machine built that key) and return its path."""
     from images import package
+    from zoobuild.produce import produce
 
     entries = imagekey.package_entries(plan, img)
     key = imagekey.package_key_of(img, entries)
     name = img.slice.package.name
     out = keys.run_dir("packages", name, key)
     path = out / f"{name}.tar.gz"
-    if keys.is_complete(out, key):
-        return path
-    with atomic.atomic_dir(out) as tmp:
+
+    def build(tmp):
         package.write(name, entries, tmp / path.name)
-        keys.mark_complete(tmp, key, {"sha256": digest.sha256_file(tmp / path.name), "entries": len(entries)})
-    log(f"package {name}: {path} ({len(entries)} entries)")
+        return {"sha256": digest.sha256_file(tmp / path.name), "entries": len(entries)}
+
+    how = produce("packages", key, out, build, cache=cache)
+    if how != "done":
+        log(f"package {name} ({how}): {path} ({len(entries)} entries)")
     return path
 
 

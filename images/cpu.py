@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from zoobuild import machine
 from zoobuild.errors import UserError
 
 # Feature sets, cumulative; names as /proc/cpuinfo spells them.
@@ -72,19 +72,7 @@ def host_features(cpuinfo: str | None = None) -> frozenset[str]:
 
     Env ZOOBUILD_CPU_FLAGS (space or comma separated) overrides, so tests can
     play an older CPU."""
-    override = os.environ.get("ZOOBUILD_CPU_FLAGS")
-    if override is not None and cpuinfo is None:
-        return frozenset(override.replace(",", " ").split())
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return frozenset()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
+    return machine.host_features(cpuinfo)
 
 
 def best_target(features: frozenset[str] | None = None) -> Target:

@@ -384,11 +384,12 @@ def _run_container(client, image: str, p: Plan, src: Path, out: Path, logfile: P
             pass
 
 
-def build(p: Plan, client=None, log=print, select_it: bool = True) -> Path:
-    """Build the plan's wheel unless a finished build of its key exists; select it; return it.
+def build(p: Plan, client=None, log=print, select_it: bool = True, cache=None) -> Path:
+    """Build the plan's wheel unless a finished build of its key exists here or in the shared
+    cache (zoobuild.cache.Cache: fetched, verified, not built); select it; return it.
 
     select_it=False (benchmarks) leaves build/wheels/selected.json and the wheelhouse alone."""
-    from images import abi
+    from zoobuild.produce import produce
 
     wheel = finished_wheel(p)
     if wheel is not None:
@@ -396,6 +397,27 @@ def build(p: Plan, client=None, log=print, select_it: bool = True) -> Path:
         if select_it:
             select(p, log=log)
         return wheel
+    made = {}
+
+    def build_into(tmp: Path) -> dict:
+        made.update(_build_in_container(p, client, tmp, log))
+        return {"wheel": made["wheel"]}
+
+    how = produce(STAGE, p.key, p.outdir, build_into, cache=cache)
+    wheel = finished_wheel(p)
+    if how == "fetched":
+        log(f"{p.recipe.name} for {p.target.name}: fetched {wheel.name} ({p.key.short}) from the shared cache")
+    else:
+        log(f"built {wheel.name} in {made['seconds']} s")
+    if select_it:
+        select(p, log=log)
+    return wheel
+
+
+def _build_in_container(p: Plan, client, tmp: Path, log) -> dict:
+    """Run the recipe in its builder container; the wheel and build.json land in tmp."""
+    from images import abi
+
     if client is None:
         from images.engine import client as engine_client
 
@@ -408,43 +430,37 @@ def build(p: Plan, client=None, log=print, select_it: bool = True) -> Path:
     src = fetch_source(p.recipe, log=log)
     t0 = time.monotonic()
     log(f"building {p.recipe.name} for target {p.target.name} ({' '.join(p.target.cflags)}) in {image}")
-    with keys.atomic_dir(p.outdir) as tmp:
-        out = tmp / "out"
-        out.mkdir()
-        logfile = tmp / LOG
-        status = _run_container(client, image, p, src, out, logfile, log)
-        if status != 0:
-            tail = logfile.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-            kept = wheels_dir() / "failed" / f"{p.recipe.name}-{p.target.name}-{p.key.short}.log"
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(logfile, kept)
-            raise UserError(f"build of {p.recipe.name} for {p.target.name} exited {status}: {tail[0]} "
-                            f"(log: {kept})")
-        found = sorted(x for x in out.iterdir() if fnmatch.fnmatch(x.name, p.recipe.output))
-        if len(found) != 1:
-            raise UserError(f"{p.recipe.path.name}: expected one wheel matching {p.recipe.output!r} in "
-                            f"/out, found {[x.name for x in out.iterdir()] or 'none'}")
-        wheel = tmp / found[0].name
-        os.replace(found[0], wheel)
-        shutil.rmtree(out)
-        tags = abi.wheel_tags(wheel)
-        abi.check_wheel_tags(wheel, image_tags)  # the builder's own Python must accept it
-        version = abi.wheel_version(wheel)
-        if version.local != p.target.label:
-            raise UserError(f"{wheel.name}: local version label is {version.local!r}; the recipe must "
-                            f"give the wheel +{p.target.label} for target {p.target.name}")
-        dist = wheel.name.split("-")[0]
-        info = {"wheel": wheel.name, "sha256": keys.file_digest(wheel), "tags": sorted(tags),
-                "requirement": f"{dist.replace('_', '-')}=={version}", "target": p.target.as_dict(),
-                "recipe": p.recipe.name, "builder": image, "builder_key": p.builder_key,
-                "python": image_tags.python, "seconds": round(time.monotonic() - t0, 2)}
-        (tmp / BUILD_JSON).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
-        keys.mark_complete(tmp, p.key, {"wheel": wheel.name})
-    wheel = p.outdir / wheel.name
-    log(f"built {wheel.name} in {info['seconds']} s")
-    if select_it:
-        select(p, log=log)
-    return wheel
+    out = tmp / "out"
+    out.mkdir()
+    logfile = tmp / LOG
+    status = _run_container(client, image, p, src, out, logfile, log)
+    if status != 0:
+        tail = logfile.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+        kept = wheels_dir() / "failed" / f"{p.recipe.name}-{p.target.name}-{p.key.short}.log"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(logfile, kept)
+        raise UserError(f"build of {p.recipe.name} for {p.target.name} exited {status}: {tail[0]} "
+                        f"(log: {kept})")
+    found = sorted(x for x in out.iterdir() if fnmatch.fnmatch(x.name, p.recipe.output))
+    if len(found) != 1:
+        raise UserError(f"{p.recipe.path.name}: expected one wheel matching {p.recipe.output!r} in "
+                        f"/out, found {[x.name for x in out.iterdir()] or 'none'}")
+    wheel = tmp / found[0].name
+    os.replace(found[0], wheel)
+    shutil.rmtree(out)
+    tags = abi.wheel_tags(wheel)
+    abi.check_wheel_tags(wheel, image_tags)  # the builder's own Python must accept it
+    version = abi.wheel_version(wheel)
+    if version.local != p.target.label:
+        raise UserError(f"{wheel.name}: local version label is {version.local!r}; the recipe must "
+                        f"give the wheel +{p.target.label} for target {p.target.name}")
+    dist = wheel.name.split("-")[0]
+    info = {"wheel": wheel.name, "sha256": keys.file_digest(wheel), "tags": sorted(tags),
+            "requirement": f"{dist.replace('_', '-')}=={version}", "target": p.target.as_dict(),
+            "recipe": p.recipe.name, "builder": image, "builder_key": p.builder_key,
+            "python": image_tags.python, "seconds": round(time.monotonic() - t0, 2)}
+    (tmp / BUILD_JSON).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+    return info
 
 
 # --- wheel=stock ----------------------------------------------------------------

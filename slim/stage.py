@@ -24,7 +24,7 @@ from pathlib import Path
 
 os.environ.setdefault("ZOOBUILD_BUILD_DIR", tempfile.mkdtemp(prefix="zoobuild-stage-"))
 
-from zoobuild import keys, paths  # noqa: E402
+from zoobuild import keys, machine, paths  # noqa: E402
 from zoobuild.errors import UserError  # noqa: E402
 
 _REMOTE = {"gs://": "/gcs/", "s3://": "/s3/", "minio://": "/minio/"}  # KFP's mounts of artifact URIs
@@ -74,6 +74,8 @@ def rekey(job: dict, given: dict, inputs: dict) -> keys.Key:
     key_inputs = dict(parts["inputs"])
     for key_input, (art, fmt) in job.get("key_inputs", {}).items():
         key_inputs[key_input] = fmt.format(upstream_key(inputs[art]))
+    if "machine" in key_inputs:          # a measurement is keyed on the node it runs on
+        key_inputs["machine"] = machine.identity()
     # the stage's code is the import closure the graph computed from its entry modules: every
     # file of it this image ships must be the same file; one it does not ship (the docker-only
     # runners, say) is never imported here and keeps its compiled digest

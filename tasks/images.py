@@ -214,8 +214,9 @@ def task_model_packages():
 
         def make(img=img):
             from images import build
+            from tasks.cache import shared_cache
 
-            print(build.ensure_package(plan, img))
+            print(build.ensure_package(plan, img, cache=shared_cache()))
 
         yield {"name": img.slice.package.name, "actions": [guarded(make)],
                "uptodate": [stale_on_error(uptodate, "package content key complete")], "verbosity": 2,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tasks.cache import shared_cache
 from zoobuild.produce import produce
-from zoobuild import keys, paths
+from zoobuild import keys, machine, paths
 from tasks.errors import UserError, guarded
 from tasks import cmdline
 from tasks.common import MODEL
@@ -267,8 +267,9 @@ def benchmark_key(model: str) -> keys.Key:
     # an ONNX model is a function of its conversion's key, known before the file exists
     digest = (_export_digest(export_dir(model), model) if cfg["backend"] == "tf"
               else f"convert:{convert_key(model).hex}")
+    # figures are a function of the machine: a cached result of another CPU is not this one's
     return keys.make_key("benchmark", entries=["slim.benchmark"], params={**cfg, "runner": BENCH_RUNNER.get()},
-                         inputs={"model": digest}, libs=_bench_libs(model))
+                         inputs={"model": digest, "machine": machine.identity()}, libs=_bench_libs(model))
 
 
 def benchmark_dir(model: str) -> Path:

@@ -7,6 +7,7 @@
 
 Output: build/wheels/<recipe>/<target>/<key12>/ (wheel, build.json, build.log),
 a copy in the wheelhouse, and build/wheels/selected.json, which tf-compiled-base reads.
+With `cache=`, a wheel another machine built under the same key is fetched, not built.
 """
 from pathlib import Path
 
@@ -31,8 +32,9 @@ WHEEL = Var("wheel", str, "compiled", "compiled: build the recipe; stock: use th
 
 def _build(recipe, target):
     from images import wheelbuild
+    from tasks.cache import shared_cache
 
-    wheelbuild.build(wheelbuild.plan(recipe, target))
+    wheelbuild.build(wheelbuild.plan(recipe, target), cache=shared_cache())
 
 
 def _select_stock():

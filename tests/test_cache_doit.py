@@ -92,3 +92,15 @@ def test_shard_ranges_run_on_two_machines_feed_a_third(tmp_path):
     d = run_doit(common, env={"ZOOBUILD_BUILD_DIR": str(tmp_path / "D")})
     assert "zoobuild: cache: 2 fetched, 0 built, 0 uploaded" in d.stderr, d.stderr
     assert _shards(next((tmp_path / "D" / "tfrecords" / "synthetic").iterdir())) == whole
+
+
+def test_model_packages_are_fetched_by_key_in_a_second_build_dir(tmp_path):
+    cache = str(tmp_path / "cache")
+    a = run_doit(["model_packages", f"cache={cache}"], env={"ZOOBUILD_BUILD_DIR": str(tmp_path / "A")})
+    n = len(list((tmp_path / "cache" / "keys" / "packages").iterdir()))
+    assert n >= 3 and f"0 fetched, {n} built, {n} uploaded" in a.stderr
+    b = run_doit(["model_packages", f"cache={cache}"], env={"ZOOBUILD_BUILD_DIR": str(tmp_path / "B")})
+    assert f"{n} fetched, 0 built, 0 uploaded" in b.stderr and "(built)" not in b.stdout
+    pa = {p.relative_to(tmp_path / "A"): p.read_bytes() for p in (tmp_path / "A").rglob("*.tar.gz")}
+    pb = {p.relative_to(tmp_path / "B"): p.read_bytes() for p in (tmp_path / "B").rglob("*.tar.gz")}
+    assert len(pa) == n and pa == pb

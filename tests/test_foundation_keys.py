@@ -165,3 +165,32 @@ def test_no_key_depends_on_where_the_build_directory_is(tmp_path):
         dumps.append({t: v["parts"] for t, v in json.loads(res.stdout).items()})
     assert len(dumps[0]) >= 8 and dumps[0] == dumps[1]
     assert str(tmp_path) not in json.dumps(dumps[0])
+
+
+def test_only_measurements_are_keyed_on_the_machine(tmp_path):
+    """A benchmark's figures belong to the CPU they were measured on: another kind of machine
+    (faked flags here) gets another benchmark key (and publish, which ships the figures), and
+    every other stage keeps its key, so the cache still shares them."""
+    import json
+    import subprocess
+    import sys
+
+    from zoobuild import machine
+
+    root = Path(__file__).resolve().parent.parent
+    dumps = []
+    for flags in (None, "fpu sse sse2 avx avx2 fma"):
+        env = dict(os.environ, ZOOBUILD_BUILD_DIR=str(tmp_path / "b"))
+        env.pop("ZOOBUILD_CPU_FLAGS", None)
+        if flags:
+            env["ZOOBUILD_CPU_FLAGS"] = flags
+        res = subprocess.run([sys.executable, str(root / "tests" / "fixtures" / "dump_keys.py")],
+                             cwd=root, env=env, capture_output=True, text=True, check=True)
+        dumps.append({t: v["parts"] for t, v in json.loads(res.stdout).items()})
+    changed = sorted(t for t in dumps[0] if dumps[0][t] != dumps[1].get(t))
+    assert changed and all(t.split(":")[0] in ("benchmark", "publish") for t in changed), changed
+    assert {"train", "export", "convert"} <= {t.split(":")[0] for t in dumps[0]} - {"benchmark"}
+    changed = [t for t in changed if t.startswith("benchmark")]
+    bench = dumps[0][changed[0]]["inputs"]["machine"]
+    assert bench == machine.identity() and f"x{machine.cpu_count()} " in bench
+    assert dumps[1][changed[0]]["inputs"]["machine"] != bench

@@ -249,3 +249,32 @@ def test_same_key_gives_the_same_wheel_bytes(wheels, tmp_path, monkeypatch):
     assert plan.key.hex == wheels["avx2"]["key"]
     wheel = wheelbuild.build(plan, log=lambda *a: None, select_it=False)
     assert keys.file_digest(wheel) == wheels["avx2"]["sha256"]
+
+
+def test_a_second_build_dir_fetches_the_wheel_by_key(wheels, tmp_path, monkeypatch):
+    """With a shared cache, a wheel built in one build directory is fetched (not compiled) in
+    another: same key, same bytes, and no builder container runs."""
+    from images import wheelbuild
+    from zoobuild import keys, paths
+    from zoobuild.cache import Cache
+
+    cache = Cache((tmp_path / "cache").as_uri())
+    monkeypatch.setattr(keys, "_CACHE", None)
+    monkeypatch.setattr(paths, "BUILD", tmp_path / "A")
+    plan = wheelbuild.plan("zoobuild-native", "haswell")
+    built = wheelbuild.build(plan, log=lambda *a: None, select_it=False, cache=cache)
+    assert cache.read_manifest(wheelbuild.STAGE, plan.key.hex) is not None
+
+    class NoEngine:                      # B must not touch the engine at all
+        def __getattr__(self, name):
+            raise AssertionError(f"machine B used the engine ({name})")
+
+    monkeypatch.setattr(paths, "BUILD", tmp_path / "B")
+    lines = []
+    plan_b = wheelbuild.plan("zoobuild-native", "haswell")
+    assert plan_b.key.hex == plan.key.hex
+    fetched = wheelbuild.build(plan_b, client=NoEngine(), log=lines.append, select_it=True, cache=cache)
+    assert any("fetched" in l and "shared cache" in l for l in lines), lines
+    assert fetched.read_bytes() == built.read_bytes() == Path(fetched).read_bytes()
+    assert keys.is_complete(plan_b.outdir, plan_b.key)
+    assert (tmp_path / "B" / "wheels" / "selected.json").exists()
