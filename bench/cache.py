@@ -23,11 +23,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ["imagenet_tfrecords", "train", "eval", "export", "convert", "benchmark"]
-SUMMARY = re.compile(r"cache: (\d+) fetched, (\d+) built, (\d+) uploaded; (.+) down, (.+) up")
+SUMMARY = re.compile(r"cache: (\d+) fetched, (\d+) built, (\d+) uploaded; (\S+ \S+) down, (\S+ \S+) up")
 
 
-def run(machine: Path, args, cache_args, log):
+def run(machine: Path, args, cache_args, log, engine: bool = False):
     env = dict(os.environ, ZOOBUILD_BUILD_DIR=str(machine), ZOOBUILD_PROGRESS="plain")
+    if engine:              # a machine of its own: its own dockerd and data root, no image in it
+        env["ZOOBUILD_ENGINE_DIR"] = str(machine / "docker")
     t = time.perf_counter()
     res = subprocess.run([sys.executable, "-m", "doit", *args, *cache_args], cwd=ROOT, env=env,
                          capture_output=True, text=True)
@@ -65,9 +67,9 @@ def main():
     work = Path(opts.workdir or tempfile.mkdtemp(prefix="zoobuild-cache-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        a = run(work / "A", args, cache_args, work)
+        a = run(work / "A", args, cache_args, work, opts.with_images)
         print(f"machine A: {a['wall_s']} s, {a['built']} stages built, {a['uploaded']} uploaded ({a['up']} up)")
-        b = run(work / "B", args, cache_args, work)
+        b = run(work / "B", args, cache_args, work, opts.with_images)
         print(f"machine B: {b['wall_s']} s, {b['built']} stage actions executed, {b['fetched']} fetched ({b['down']} down)")
         ratio = b["wall_s"] / a["wall_s"]
         print(f"B/A: {ratio:.3f} (goal <= 0.15{' for the non-image stages' if opts.with_images else ''}); "
@@ -78,7 +80,7 @@ def main():
         body = bytearray(s3.get_object(Bucket="zoocache", Key=victim["Key"])["Body"].read())
         body[len(body) // 2] ^= 0x01
         s3.put_object(Bucket="zoocache", Key=victim["Key"], Body=bytes(body))
-        c = run(work / "C", args, cache_args, work)
+        c = run(work / "C", args, cache_args, work, opts.with_images)
         sha = victim["Key"].rsplit("/", 1)[-1]
         log_c = (work / "C.log").read_text()
         reported = f"blob {sha[:12]}" in log_c and "corrupt" in log_c
@@ -86,7 +88,7 @@ def main():
             gone_or_good = s3.get_object(Bucket="zoocache", Key=victim["Key"])["Body"].read() != bytes(body)
         except s3.exceptions.NoSuchKey:
             gone_or_good = True
-        d = run(work / "D", args, cache_args, work)      # the replaced entry serves again
+        d = run(work / "D", args, cache_args, work, opts.with_images)      # the replaced entry serves again
         fixed = gone_or_good and d["built"] == 0
         print(f"machine C (blob {sha[:12]} corrupted): reported {reported}, rebuilt {c['built']} stage(s), "
               f"{c['wall_s']} s; machine D then fetched {d['fetched']} and built {d['built']}: "
@@ -99,6 +101,10 @@ def main():
                   "load_avg": os.getloadavg()}
     finally:
         server.stop()
+        if opts.with_images:          # the machines' engines and the registry the first one started
+            for m in "ABCD":
+                subprocess.run(["pkill", "-f", f"dockerd --data-root {work / m / 'docker'}"], check=False)
+            subprocess.run(["pkill", "-f", f"docker-registry serve {work}/"], check=False)
     from zoobuild.atomic import write_json
 
     out = ROOT / "build" / "bench" / "cache.json"

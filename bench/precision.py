@@ -1,7 +1,8 @@
 """fp32 vs bf16 on this CPU, all in one run on the same seeded data (issue 14's targets):
 
   * training images/s of slim resnet_v1_50 and vgg_16 at fp32 and bf16 (the `doit train` step,
-    slim/throughput.py) at the tuned batch (specs/tuned/<model>.yml, else --batch);
+    slim/throughput.py), each precision at its tuned batch (specs/tuned/<model>.yml, else
+    --batch; --same-batch: both at fp32's);
   * the peer: tf-keras applications ResNet50 / VGG16, same batch, same random data, fp32;
   * TF-backend inference (slim.benchmark, SavedModel) at fp32 and bf16, batch --infer-batch,
     with the ONNX int8 figure (slim.convert, calibrated on seeded inputs) beside them;
@@ -179,6 +180,7 @@ def main(argv=None) -> int:
     p.add_argument("--infer-rounds", type=int, default=2)
     p.add_argument("--skip-onnx", action="store_true")
     p.add_argument("--skip-keras", action="store_true")
+    p.add_argument("--same-batch", action="store_true", help="bf16 at fp32's tuned batch, not its own")
     p.add_argument("--out", default=str(ROOT / "build" / "bench" / "precision.json"))
     a = p.parse_args(argv)
 
@@ -195,11 +197,18 @@ def main(argv=None) -> int:
     say(f"matmul {peak['n']}^2 GFLOP/s: numpy fp32 {peak['numpy_fp32']:.0f}, TF fp32 "
         f"{peak['tf_float32']:.0f}, TF bf16 {peak['tf_bfloat16']:.0f}")
     for model in filter(None, a.models.split(",")):
-        batch = int(tuning.settings(model, "fp32", "training").get("batch_size") or a.batch)
-        fwd = forward_flops(model, batch)
-        row = {"batch": batch, "batch_from": "tuned" if tuning.settings(model, "fp32", "training") else "--batch",
-               "train_gflop_per_step": 3 * fwd / 1e9}
-        runs = {c: throughput.Step(model, "training", batch, c) for c in ("fp32", "bf16")}
+        # each precision at its own best-known batch (specs/tuned, as the model zoos publish
+        # per precision); --same-batch: both at fp32's
+        tuned = {c: tuning.settings(model, c, "training") for c in ("fp32", "bf16")}
+        batches = {c: int(tuned[c].get("batch_size") or a.batch) for c in tuned}
+        if a.same_batch:
+            batches["bf16"] = batches["fp32"]
+        batch = batches["fp32"]
+        fwds = {c: forward_flops(model, b) for c, b in batches.items()}
+        row = {"batch": batch, "batches": batches,
+               "batch_from": {c: "tuned" if tuned[c].get("batch_size") else "--batch" for c in tuned},
+               "train_gflop_per_step": {c: 3 * f / 1e9 for c, f in fwds.items()}}
+        runs = {c: throughput.Step(model, "training", batches[c], c) for c in ("fp32", "bf16")}
         times = {c: [] for c in runs}
         for i in range(a.warmup + a.steps):   # alternate fp32 and bf16 steps: drifting load hits both
             for c, step in runs.items():
@@ -213,10 +222,10 @@ def main(argv=None) -> int:
         gc.collect()   # two VGG-16 training graphs hold gigabytes: free them before the next
         for compute in ("fp32", "bf16"):
             got = throughput.summarize(infos[compute], times[compute])
-            gflops = 3 * fwd / got["seconds_per_step"] / 1e9
+            gflops = 3 * fwds[compute] / got["seconds_per_step"] / 1e9
             row[compute] = {"images_per_sec": got["images_per_sec"], "gflops": gflops,
                             "of_peak": gflops / peak[f"peak_{compute}"]}
-            say(f"train {model} {compute} batch {batch}: {got['images_per_sec']:.2f} images/s, "
+            say(f"train {model} {compute} batch {batches[compute]}: {got['images_per_sec']:.2f} images/s, "
                 f"{gflops:.0f} GFLOP/s = {row[compute]['of_peak']:.0%} of the {compute} matmul peak")
         row["bf16_over_fp32"] = row["bf16"]["images_per_sec"] / row["fp32"]["images_per_sec"]
         say(f"train {model}: bf16 / fp32 = {row['bf16_over_fp32']:.2f}x (target {TARGETS['bf16_over_fp32_training']}x)")

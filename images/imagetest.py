@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from zoobuild import keys, paths
+from zoobuild import keys, machine, paths
 from zoobuild.errors import UserError
 
 TEST_TIMEOUT_S = 900
@@ -26,7 +26,7 @@ def test_key(img, image_id: str, uid: int, gid: int) -> keys.Key:
              for t in img.tests]
     return keys.make_key("image_tests", entries=["images.imagetest"],
                          params={"tag": img.tag, "tests": tests, "uid": uid, "gid": gid},
-                         inputs={"image": image_id,
+                         inputs={"image": image_id, "machine": machine.identity(),
                                  "entrypoint.sh": keys.file_digest(Path(__file__).with_name("entrypoint.sh"))})
 
 
@@ -80,9 +80,14 @@ def run_one(client, img, test, uid: int, gid: int, log=print) -> dict:
     return result
 
 
-def run_tests(img, client=None, uid=None, gid=None, log=print, only=None) -> dict:
-    """Run img's tests; write build/image_tests/<name>/<key12>/results.json; raise on failure."""
+def run_tests(img, client=None, uid=None, gid=None, log=print, only=None, cache=None) -> dict:
+    """Run img's tests; write build/image_tests/<name>/<key12>/results.json; raise on failure.
+
+    The results are keyed on the image id, the tests and the machine's kind; with a shared
+    cache (zoobuild.cache.Cache), results another machine of the same kind recorded for this
+    very image are fetched instead of run.  only= runs some tests and records nothing."""
     from images import engine
+    from zoobuild.produce import produce
 
     client = client or engine.client()
     uid = os.getuid() if uid is None else uid
@@ -91,10 +96,22 @@ def run_tests(img, client=None, uid=None, gid=None, log=print, only=None) -> dic
         image_id = client.images.get(img.tag).id
     except Exception:
         raise UserError(f"{img.tag}: no such image; build it first (`doit images`)")
+    if only is not None:
+        return _run_all(client, img, image_id, uid, gid, log, only)
     key = test_key(img, image_id, uid, gid)
     out = keys.run_dir("image_tests", img.name, key)
-    if only is None and keys.is_complete(out, key):
-        return json.loads((out / "results.json").read_text())
+
+    def build(tmp):
+        body = _run_all(client, img, image_id, uid, gid, log, None)
+        (tmp / "results.json").write_text(json.dumps(body, indent=1))
+        return {"tag": img.tag}
+
+    if produce("image_tests", key, out, build, cache=cache) == "fetched":
+        log(f"  {img.name}: tests passed on this image on a machine of this kind; results fetched ({key.short})")
+    return json.loads((out / "results.json").read_text())
+
+
+def _run_all(client, img, image_id, uid, gid, log, only) -> dict:
     results = [run_one(client, img, t, uid, gid, log) for t in img.tests
                if only is None or t.name in only]
     body = {"tag": img.tag, "image_id": image_id, "uid": uid, "gid": gid, "tests": results}
@@ -104,10 +121,6 @@ def run_tests(img, client=None, uid=None, gid=None, log=print, only=None) -> dic
         last = first["output_tail"].strip().splitlines()[-1:] or ["(no output)"]
         raise UserError(f"{img.tag}: {len(failed)} image test(s) failed: "
                         f"{', '.join(r['name'] for r in failed)}; {first['name']}: {last[0]}")
-    if only is None:
-        with keys.atomic_dir(out) as tmp:
-            (tmp / "results.json").write_text(json.dumps(body, indent=1))
-            keys.mark_complete(tmp, key, {"tag": img.tag})
     return body
 
 

@@ -269,8 +269,9 @@ def task_image_tests():
     for img in plan.images:
         def run(img=img):
             from images import imagetest as it
+            from tasks.cache import shared_cache
 
-            it.run_tests(img)
+            it.run_tests(img, cache=shared_cache())
 
         yield {"name": img.name, "actions": [guarded(run)], "task_dep": [f"images:{img.name}"],
                "uptodate": [stale_on_error(imagetest.tests_uptodate(img))], "verbosity": 2,

@@ -29,7 +29,7 @@ def test_a_second_build_dir_fetches_the_export_and_trains_nothing(tmp_path):
     first = run_doit(ARGS + [f"cache={cache}"], env={"ZOOBUILD_BUILD_DIR": str(a)})
     assert "cache: 0 fetched" in first.stderr and "uploaded" in first.stderr
     stages = sorted(p.name for p in (tmp_path / "cache" / "keys").iterdir())
-    assert stages == ["export", "synthetic", "tfrecords", "train"]
+    assert stages == ["export", "synthetic", "tfrecords", "tfrecords.shard", "train"]
 
     why = run_doit(["why", "export:mobilenet_v1_025", f"cache={cache}"] + ARGS[1:],
                    env={"ZOOBUILD_BUILD_DIR": str(b)}, check=False)
@@ -104,3 +104,40 @@ def test_model_packages_are_fetched_by_key_in_a_second_build_dir(tmp_path):
     pa = {p.relative_to(tmp_path / "A"): p.read_bytes() for p in (tmp_path / "A").rglob("*.tar.gz")}
     pb = {p.relative_to(tmp_path / "B"): p.read_bytes() for p in (tmp_path / "B").rglob("*.tar.gz")}
     assert len(pa) == n and pa == pb
+
+
+@pytest.fixture
+def s3_cache():
+    """A real S3 endpoint on loopback (moto's server) with an empty bucket."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="t", aws_secret_access_key="t",
+                 region_name="us-east-1").create_bucket(Bucket="zoocache")
+    opts = {"endpoint_url": endpoint, "key": "t", "secret": "t", "client_kwargs": {"region_name": "us-east-1"}}
+    try:
+        yield ["cache=s3://zoocache/team", f"cache_options={json.dumps(opts)}"]
+    finally:
+        server.stop()
+
+
+def test_every_stage_of_the_chain_hits_and_misses_on_s3(tmp_path, s3_cache):
+    """eval, convert and benchmark (and the stages under them) through a real S3 endpoint: A
+    misses and shares each, B fetches each and runs no stage action, with the same results."""
+    args = ["eval", "benchmark", "model=mobilenet_v1_025", "steps=6", "batch_size=4",
+            "train_image_size=96", "onnx_precisions=fp32", "min_queries=8", "min_duration=0",
+            "warmup=1", *s3_cache]
+    a = run_doit(args, env={"ZOOBUILD_BUILD_DIR": str(tmp_path / "A")})
+    stages = ["synthetic", "tfrecords", "train", "eval", "export", "convert", "benchmark"]
+    assert f"cache: 0 fetched, {len(stages)} built, {len(stages)} uploaded" in a.stderr, a.stderr
+    b = run_doit(args, env={"ZOOBUILD_BUILD_DIR": str(tmp_path / "B")})
+    assert f"cache: {len(stages)} fetched, 0 built, 0 uploaded" in b.stderr, b.stderr
+    for stage in ("eval", "convert", "benchmark"):
+        files = {m: {p.relative_to(d).as_posix(): p.read_bytes()
+                     for d in (tmp_path / m / stage / "mobilenet_v1_025").iterdir()
+                     for p in d.rglob("*") if p.is_file()} for m in "AB"}
+        assert files["A"] and files["A"] == files["B"], stage

@@ -86,3 +86,32 @@ def test_an_unreachable_registry_is_one_warning_and_the_build_goes_on(chain, doc
     assert res["built"]
     err = [l for l in capsys.readouterr().err.splitlines() if "image cache" in l]
     assert err and all("127.0.0.1:9" in l for l in err)
+
+
+def test_image_test_results_are_shared_by_image_and_machine(chain, docker_client, tmp_path, monkeypatch):
+    """Results of an image's tests are keyed on the image id, the tests and the machine's kind:
+    a second build directory with the same image fetches them and runs no container; another
+    kind of machine (faked flags) runs them itself."""
+    from images import build, imagetest
+    from zoobuild import keys, paths
+    from zoobuild.cache import Cache
+
+    plan, registry = chain
+    build.build_all(plan, docker_client, log=lambda *a: None, registry_cache=registry)
+    img = plan.images[-1]
+    cache = Cache((tmp_path / "cache").as_uri())
+    monkeypatch.setattr(keys, "_CACHE", None)
+    monkeypatch.setattr(paths, "BUILD", tmp_path / "A")
+    ran = []
+    first = imagetest.run_tests(img, docker_client, log=ran.append, cache=cache)
+    assert ran and all(t["rc"] == 0 for t in first["tests"])
+    monkeypatch.setattr(paths, "BUILD", tmp_path / "B")
+    lines = []
+    second = imagetest.run_tests(img, docker_client, log=lines.append, cache=cache)
+    assert second == first and not any(": test " in l for l in lines), lines
+    assert any("results fetched" in l for l in lines)
+    monkeypatch.setenv("ZOOBUILD_CPU_FLAGS", "fpu sse sse2")
+    monkeypatch.setattr(paths, "BUILD", tmp_path / "C")
+    other = []
+    imagetest.run_tests(img, docker_client, log=other.append, cache=cache)
+    assert any(": test " in l for l in other), other
