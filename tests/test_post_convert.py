@@ -374,3 +374,18 @@ def test_catalog_gives_each_precision_its_size_and_gate_top1(labelled, tmp_path,
     rows = catalog.build_index(store)["models"]["colour"]["versions"]["1.0.0"][arch]["rows"]
     assert {r["precision"]: r["gate"]["top1"] for r in rows if r["format"] == "onnx"} == \
         {p: report["results"][p]["top1"] for p in ("fp32", "fp16", "int8")}
+
+
+def test_the_fp32_reference_stays_fp32_after_a_bf16_run_in_the_same_process(export, converted):
+    """A bf16 TF benchmark switches TensorFlow's bf16 rewrite on for every later tf.function of
+    the process (doit runs benchmark and convert in one process); the gate's reference must
+    still be the fp32 model, or a good fp32 conversion is rejected."""
+    from slim import precision
+
+    out, _ = converted
+    precision.enable_for_eager("bf16")
+    try:
+        verdict = convert.gate_file(export, out / "model.fp32.onnx", "fp32")
+    finally:
+        precision.enable_for_eager("fp32")
+    assert verdict["passed"], verdict

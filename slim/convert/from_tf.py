@@ -179,6 +179,10 @@ def to_onnx_fp32(export_dir, out: Path, *, batch_size: int, opset: int, nchw: bo
     import tensorflow as tf
     import tf2onnx
 
+    from slim import precision
+
+    precision.enable_for_eager("fp32")     # an fp32 conversion traces the fp32 graph (see runners)
+
     # tf2onnx deep-copies the whole graph before each optimizer pass unless told not to
     # (it reads the variable's presence, not its value).
     os.environ.setdefault("TF2ONNX_CATCH_ERRORS", "FALSE")

@@ -6,8 +6,15 @@ from slim.convert.savedmodel import find_saved_model, load_serving
 
 
 def tf_runner(export_dir):
+    """The SavedModel's serving function, run in fp32 (the gate's reference)."""
     import tensorflow as tf
 
+    from slim import precision
+
+    # the bf16 rewrite is process-wide: a bf16 TF benchmark earlier in this process (doit runs
+    # benchmark and convert in one) would make the "fp32" reference a bf16 one (seen: max abs
+    # 0.027 against a correct fp32 ONNX model)
+    precision.enable_for_eager("fp32")
     _, fn = load_serving(find_saved_model(export_dir))
 
     def run(images):
