@@ -26,10 +26,22 @@ STAGES = ["imagenet_tfrecords", "train", "eval", "export", "convert", "benchmark
 SUMMARY = re.compile(r"cache: (\d+) fetched, (\d+) built, (\d+) uploaded; (\S+ \S+) down, (\S+ \S+) up")
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+REGISTRY_PORT = str(_free_port())
+
+
 def run(machine: Path, args, cache_args, log, engine: bool = False):
     env = dict(os.environ, ZOOBUILD_BUILD_DIR=str(machine), ZOOBUILD_PROGRESS="plain")
-    if engine:              # a machine of its own: its own dockerd and data root, no image in it
+    if engine:              # a machine of its own: its own dockerd and data root, no image in it,
         env["ZOOBUILD_ENGINE_DIR"] = str(machine / "docker")
+        env["ZOOBUILD_REGISTRY_PORT"] = REGISTRY_PORT   # and a registry only this bench has used
     t = time.perf_counter()
     res = subprocess.run([sys.executable, "-m", "doit", *args, *cache_args], cwd=ROOT, env=env,
                          capture_output=True, text=True)
