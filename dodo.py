@@ -11,6 +11,8 @@ from tasks.wheel import *  # noqa: F401,F403
 from tasks.images import *  # noqa: F401,F403
 from tasks.data import *  # noqa: F401,F403
 from tasks.train import *  # noqa: F401,F403
+from tasks.convert import *  # noqa: F401,F403
+from tasks.benchmark import *  # noqa: F401,F403
 from tasks.publish import *  # noqa: F401,F403
 from tasks.pipeline import *  # noqa: F401,F403
 

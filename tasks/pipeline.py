@@ -109,7 +109,7 @@ def describe(name: str, registry: str = ""):
     """The pipeline description of the current variables (pure: keys, tags, parameters)."""
     from pipelines import stages as st
     from pipelines.graph import Stage
-    from tasks import data, publish, train
+    from tasks import benchmark, convert, data, exports, publish, train
 
     model = train.MODEL.get()
     img = _images(IMAGE_MODEL.get() or model, registry)
@@ -117,10 +117,10 @@ def describe(name: str, registry: str = ""):
     with _no_cluster_file():
         k = {"synthetic": data.synthetic_key(), "tfrecords": data.tfrecords_key(),
              "train": train.train_key(model), "eval": train.eval_key(model),
-             "export": train.export_key(model), "convert": publish.convert_key(model),
-             "benchmark": publish.benchmark_key(model), "publish": publish.publish_key(model)}
+             "export": train.export_key(model), "convert": convert.convert_key(model),
+             "benchmark": benchmark.benchmark_key(model), "publish": publish.publish_key(model)}
         cfg = {**train.train_params(model), **train.eval_params()}
-        convert_cfg, bench_cfg = publish.convert_params(), publish.bench_config(model)
+        convert_cfg, bench_cfg = convert.convert_params(), benchmark.bench_config(model)
     parts = {s: {**key.parts, "hex": key.hex} for s, key in k.items()}
     backend = bench_cfg["backend"]
 
@@ -159,15 +159,15 @@ def describe(name: str, registry: str = ""):
     conv_in = {"export": "export"}
     if "calibration" in parts["convert"]["inputs"]:
         conv_in["calibration"] = "tfrecords"
-    conv_params = {publish.PRECISIONS.name: ["precisions", True],
+    conv_params = {convert.PRECISIONS.name: ["precisions", True],
                    **{n: [n, True] for n in ("onnx_batch", "opset", "nchw", "keep_io_types")}}
     out.append(stage("convert", "convert", img["model"], {"cfg": convert_cfg, "sorted_params": ["precisions"]},
                      conv_params if name == "main" else {}, conv_in))
-    bench_job = {"cfg": {**bench_cfg, "data_dir": publish.BENCH_DATA.get(), "run_mode": "inference",
+    bench_job = {"cfg": {**bench_cfg, "data_dir": benchmark.BENCH_DATA.get(), "run_mode": "inference",
                          "model_name": model, "docker_image": img["model"], "verbose": False},
                  "bench_fields": _BENCH_FIELDS, "keep_if_empty": ["bench_data_dir", "data_location"],
                  "compiled": {"model_name": model, "docker_image": img["model"]},
-                 "accuracy_data_dir": str(publish._default_tfrecords() or "")}
+                 "accuracy_data_dir": str(exports.default_tfrecords() or "")}
     bench_in = {"export": "export", "dataset": "tfrecords", **({"convert": "convert"} if backend == "onnx" else {})}
     if name == "main":
         return _main(model, img, stage, out, bench_job, bench_in, train_opts)
@@ -177,7 +177,7 @@ def describe(name: str, registry: str = ""):
 def _main(model, img, stage, out, bench_job, bench_in, train_opts):
     """The main chain's last stages and its parameters: every typed variable of the stages."""
     from pipelines.graph import Description
-    from tasks import data, publish, train
+    from tasks import benchmark, convert, data, publish, train
 
     out.append(stage("benchmark", "benchmark", img["model"], bench_job,
                      {p: [f, True] for p, f in _MAIN_BENCH.items()}, bench_in))
@@ -190,11 +190,11 @@ def _main(model, img, stage, out, bench_job, bench_in, train_opts):
     # train options default to what this command line trains with: the model's recipe and the
     # derived batch-norm decay (slim.recipes), not the option table's bare defaults
     resolved = train.train_params(model)
-    variables = [*train_opts, *train.EVAL.values(), data.SEED, data.STRICT, publish.PRECISIONS,
-                 publish.ONNX_BATCH, publish.OPSET, publish.NCHW, publish.KEEP_IO, publish.PRECISION,
-                 publish.BENCH_BATCH, publish.WARMUP, publish.MIN_DURATION, publish.MIN_QUERIES,
-                 publish.BENCH_STEPS, publish.MAX_IMAGES, publish.SOCKET_ID, publish.CORES,
-                 publish.INSTANCES, publish.BENCH_DATA, publish.VERSION, publish.STORE, publish.ARCH]
+    variables = [*train_opts, *train.EVAL.values(), data.SEED, data.STRICT, convert.PRECISIONS,
+                 convert.ONNX_BATCH, convert.OPSET, convert.NCHW, convert.KEEP_IO, benchmark.PRECISION,
+                 benchmark.BENCH_BATCH, benchmark.WARMUP, benchmark.MIN_DURATION, benchmark.MIN_QUERIES,
+                 benchmark.BENCH_STEPS, benchmark.MAX_IMAGES, benchmark.SOCKET_ID, benchmark.CORES,
+                 benchmark.INSTANCES, benchmark.BENCH_DATA, publish.VERSION, publish.STORE, publish.ARCH]
     return Description("zoobuild-main", f"zoobuild main chain for {model}: data -> TFRecords -> train -> "
                        "eval -> export -> convert -> benchmark -> publish",
                        [_var_param(v, default=resolved.get(v.name)) for v in variables], out)
@@ -203,7 +203,7 @@ def _main(model, img, stage, out, bench_job, bench_in, train_opts):
 def _reference_benchmark(model, img, stage, out, bench_job, bench_in):
     """The reference benchmark pipeline: its parameter names, mapped onto our benchmark variables."""
     from pipelines.graph import Description, Param
-    from tasks import publish
+    from tasks import benchmark
 
     param_map = {"socket_id": ["socket_id", True], "batch_size": ["batch_size", True],
                  "precision": ["precision", True], "benchmark_or_accuracy": ["mode", True],
@@ -213,9 +213,9 @@ def _reference_benchmark(model, img, stage, out, bench_job, bench_in):
     job = {**bench_job, "extra_args": {"param": "extra_model_args", "fields": _EXTRA_FIELDS},
            # the expanded extra_model_args words set these too
            "param_map": {**param_map, **{f: [f, True] for f in _EXTRA_FIELDS}}}
-    params = [_var_param(publish.SOCKET_ID), _var_param(publish.BENCH_BATCH, "batch_size"),
-              _var_param(publish.PRECISION), _var_param(publish.MODE, "benchmark_or_accuracy"),
-              Param("data_location", "str", publish.BENCH_DATA.get(),
+    params = [_var_param(benchmark.SOCKET_ID), _var_param(benchmark.BENCH_BATCH, "batch_size"),
+              _var_param(benchmark.PRECISION), _var_param(benchmark.MODE, "benchmark_or_accuracy"),
+              Param("data_location", "str", benchmark.BENCH_DATA.get(),
                     "TFRecords for accuracy mode or real inputs: empty (synthetic / the pipeline's own set), "
                     "a gs:// path or a mounted path"),
               Param("docker_image", "str", img["model"], "the image the benchmark runs in (compiled in)"),

@@ -72,7 +72,7 @@ def test_train_uses_tuned_values_unless_given(tmp_path, monkeypatch):
 
 
 def test_benchmark_uses_the_tuned_inference_batch_unless_given(tmp_path, monkeypatch):
-    import tasks.publish as tp
+    import tasks.benchmark as tp
 
     _tuned_file(tmp_path, monkeypatch)
     _vars(monkeypatch, model="vgg_16", backend="tf")

@@ -108,17 +108,17 @@ def test_doit_wiring_looks_tags_up_in_the_users_plan(tiny, doit_vars):
     """tasks.images.model_image_tag(s), which train/eval/export (runner=docker), benchmark
     (bench_runner=docker) and publish (the manifest's image lineage) call, read specs= and
     image_args= and base_image=."""
-    from tasks import images as image_tasks, publish, train
+    from tasks import benchmark, images as image_tasks, publish, train
 
     assert image_tasks.model_image_tag("vgg_16") == "zoobuild:tf-compiled-base-image-recognition-vgg-16-fp32-training"
-    assert publish._bench_image("vgg_16") == "zoobuild:tf-compiled-base-image-recognition-vgg-16-fp32-inference"
+    assert benchmark._bench_image("vgg_16") == "zoobuild:tf-compiled-base-image-recognition-vgg-16-fp32-inference"
     doit_vars(specs=str(tiny))
     assert image_tasks.model_image_tag("m01") == f"{PREFIX}base-cat-m01"
     doit_vars(specs=str(tiny), image_args="_TAG_PREFIX=mine:")
     assert image_tasks.model_image_tag("m01") == "mine:base-cat-m01"
     assert train._image("m01", "docker") == "mine:base-cat-m01"
     assert train._image("m01", "local") is None
-    assert publish._bench_image("m00") == "mine:base-cat-m00"
+    assert benchmark._bench_image("m00") == "mine:base-cat-m00"
     assert publish._image_tags("m00") == ["mine:base-cat-m00"]
     with pytest.raises(UserError, match="no model image for model=vgg_16"):
         image_tasks.model_image_tag("vgg_16")

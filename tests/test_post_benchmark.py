@@ -181,11 +181,11 @@ def test_samples_needed_per_percentile():
 
 
 def test_doit_defaults_are_the_library_defaults():
-    from tasks import publish
+    from tasks import benchmark
 
     default = bm.BenchConfig(model_path="x")
-    assert publish.MIN_QUERIES.default == default.min_queries == bm.MIN_QUERIES
-    assert publish.MIN_DURATION.default == default.min_duration
+    assert benchmark.MIN_QUERIES.default == default.min_queries == bm.MIN_QUERIES
+    assert benchmark.MIN_DURATION.default == default.min_duration
 
 
 def test_module_entry_point_and_the_quickstart_script(models, tmp_path):

@@ -70,7 +70,7 @@ def _all_vars():
     from tasks import params
 
     for mod in ("tasks.engine", "tasks.wheel", "tasks.images", "tasks.data", "tasks.train",
-                "tasks.publish"):
+                "tasks.exports", "tasks.convert", "tasks.benchmark", "tasks.publish"):
         importlib.import_module(mod)
     return params.registry()
 
