@@ -120,6 +120,7 @@ def saved_model(model: str, out: Path) -> Path:
     v1 = tf.compat.v1
     size = nets.default_image_size(model)
     with tf.Graph().as_default():
+        v1.set_random_seed(0)   # the same weights every run: the int8 gate's verdict is repeatable
         images = v1.placeholder(tf.float32, [None, size, size, 3], name="images")
         logits, _ = nets.get_network_fn(model, 1001, is_training=False)(images)
         logits = tf.identity(logits, name="logits")
