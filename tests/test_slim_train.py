@@ -275,9 +275,13 @@ def test_explicit_values_beat_the_recipe(monkeypatch):
     _cmdline(monkeypatch, learning_rate=0.02)
     assert tt.train_key(recipes.DEFAULT_MODEL).params["learning_rate"] == 0.02
 
-    # a net without a recipe keeps the table's smoke-test defaults, as before
-    _cmdline(monkeypatch, model="vgg_16")
-    vgg = tt.train_params("vgg_16")
+    # a net with neither a recipe nor best-known parameters keeps the table's smoke-test
+    # defaults, as before (a tuned net takes its tuned batch: tests/test_bf16_tune.py)
+    from slim import tuning
+
+    assert not tuning.settings("inception_v3") and "inception_v3" not in recipes.RECIPES
+    _cmdline(monkeypatch, model="inception_v3")
+    vgg = tt.train_params("inception_v3")
     table = defaults()
     assert {k: vgg[k] for k in ("steps", "batch_size", "optimizer", "learning_rate",
                                 "train_image_size")} == \
