@@ -27,9 +27,9 @@ import stat
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from zoobuild.cachestats import STATS, Stats, size as _size  # noqa: F401 (Stats: the summary's type)
 from zoobuild.digest import sha256_file
 from zoobuild.errors import UserError
 
@@ -42,70 +42,6 @@ _BAR_BYTES = 32 << 20       # transfers this large show progress (they take more
 
 def warn(message: str) -> None:
     print(f"zoobuild: cache: {message}", file=sys.stderr, flush=True)
-
-
-@dataclass
-class Stats:
-    """What the cache did in this run; `summary()` is the line a run ends with.  Events also go
-    to the file named by ZOOBUILD_CACHE_EVENTS when set, so that the actions of a parallel run
-    (`doit -n N`, worker processes) count in the summary the main process prints."""
-    fetched: list = field(default_factory=list)
-    built: list = field(default_factory=list)
-    uploaded: list = field(default_factory=list)
-    parts_fetched: list = field(default_factory=list)     # file-set entries (TFRecord shards)
-    parts_uploaded: list = field(default_factory=list)
-    bytes_down: int = 0
-    bytes_up: int = 0
-
-    def note(self, kind: str, name: str, nbytes: int = 0) -> None:
-        self._add(kind, name, nbytes)
-        events = os.environ.get("ZOOBUILD_CACHE_EVENTS")
-        if events and os.getpid() != int(os.environ.get("ZOOBUILD_CACHE_EVENTS_PID", "0")):
-            with open(events, "a") as f:          # one short line per event: appends stay whole
-                f.write(json.dumps([kind, name, nbytes]) + "\n")
-
-    def _add(self, kind, name, nbytes):
-        getattr(self, kind).append(name)
-        if kind.endswith("fetched"):
-            self.bytes_down += nbytes
-        elif kind.endswith("uploaded"):
-            self.bytes_up += nbytes
-
-    def merge_events(self, path) -> None:
-        """Add the events worker processes wrote to `path`."""
-        try:
-            lines = Path(path).read_text().splitlines()
-        except OSError:
-            return
-        for line in lines:
-            try:
-                kind, name, nbytes = json.loads(line)
-            except ValueError:
-                continue
-            self._add(kind, name, nbytes)
-
-    def summary(self) -> str:
-        line = (f"cache: {len(self.fetched)} fetched, {len(self.built)} built, "
-                f"{len(self.uploaded)} uploaded; {_size(self.bytes_down)} down, "
-                f"{_size(self.bytes_up)} up")
-        if self.parts_fetched or self.parts_uploaded:
-            line += f"; parts: {len(self.parts_fetched)} fetched, {len(self.parts_uploaded)} shared"
-        return line
-
-    def any(self) -> bool:
-        return bool(self.fetched or self.built or self.uploaded or self.parts_fetched
-                    or self.parts_uploaded)
-
-
-STATS = Stats()
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 class CacheError(Exception):
@@ -122,6 +58,15 @@ def safe_relpath(name: str) -> str:
     return p.as_posix()
 
 
+def file_entry(path: Path, rel: str) -> dict:
+    """The manifest entry of one regular file (links and special files are refused)."""
+    st = path.lstat()
+    if not stat.S_ISREG(st.st_mode):
+        raise CacheError(f"{path} is not a regular file; only regular files are cached")
+    return {"path": rel, "sha256": sha256_file(path), "size": st.st_size,
+            "mode": 0o755 if st.st_mode & 0o111 else 0o644}
+
+
 def scan_dir(root: Path) -> list[dict]:
     """Every regular file under root (sorted), refusing links and special files."""
     entries = []
@@ -132,14 +77,10 @@ def scan_dir(root: Path) -> list[dict]:
                 raise CacheError(f"{os.path.join(dirpath, name)} is a link; only regular files are cached")
         for name in sorted(filenames):
             path = Path(dirpath) / name
-            st = path.lstat()
-            if not stat.S_ISREG(st.st_mode):
-                raise CacheError(f"{path} is not a regular file; only regular files are cached")
             rel = path.relative_to(root).as_posix()
             if rel == MARKER or name.startswith(f".{MARKER}.tmp"):
                 continue
-            entries.append({"path": rel, "sha256": sha256_file(path), "size": st.st_size,
-                            "mode": 0o755 if st.st_mode & 0o111 else 0o644})
+            entries.append(file_entry(path, rel))
     return entries
 
 
@@ -360,30 +301,8 @@ class Cache:
         if self.mode != "readwrite" or self.unreachable:
             return False
         root = Path(root)
-
-        def upload():
-            files = []
-            for rel in relpaths:
-                path = root / safe_relpath(rel)
-                st = path.lstat()
-                if not stat.S_ISREG(st.st_mode):
-                    raise CacheError(f"{path} is not a regular file; only regular files are cached")
-                files.append({"path": rel, "sha256": sha256_file(path), "size": st.st_size,
-                              "mode": 0o755 if st.st_mode & 0o111 else 0o644})
-            moved = self._put_blobs(stage, key_hex, root, files, show=False)
-            manifest = {"format": FORMAT, "stage": stage, "key": key_hex, "files": files,
-                        "marker": json.dumps({"key": key_hex}), "partial": True,
-                        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            self._put_bytes(json.dumps(manifest, indent=1, sort_keys=True).encode(),
-                            self.manifest_path(stage, key_hex))
-            return moved
-
-        moved = self._guarded(upload, f"{stage} {key_hex[:12]}: not uploaded: {{}}")
-        if moved is None:
-            return False
-        STATS.note("parts_uploaded", f"{stage}/{key_hex[:12]}", moved)
-        return True
-
+        return self._store(stage, key_hex, root, lambda: [file_entry(root / safe_relpath(r), r) for r in relpaths],
+                           json.dumps({"key": key_hex}), partial=True, event="parts_uploaded")
 
     def upload(self, stage: str, key_hex: str, srcdir, partial: bool = False) -> bool:
         """Store a finished key directory: blobs first, the manifest last.  Never raises for a
@@ -405,9 +324,14 @@ class Cache:
                 return False                    # not a finished directory: nothing to share
             if _marker_key(marker) != key_hex:
                 return False
+        return self._store(stage, key_hex, srcdir, lambda: scan_dir(srcdir), marker, partial=partial)
+
+    def _store(self, stage, key_hex, root: Path, list_files, marker: str, *, partial: bool,
+               event: str = "uploaded") -> bool:
+        """Blobs of list_files() (read from root), then the manifest; one warning on a problem."""
         def upload():
-            files = scan_dir(srcdir)
-            moved = self._put_blobs(stage, key_hex, srcdir, files)
+            files = list_files()
+            moved = self._put_blobs(stage, key_hex, root, files, show=event == "uploaded")
             manifest = {"format": FORMAT, "stage": stage, "key": key_hex, "files": files,
                         "marker": marker, "partial": partial,
                         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -418,7 +342,7 @@ class Cache:
         moved = self._guarded(upload, f"{stage} {key_hex[:12]}: not uploaded: {{}}")
         if moved is None:
             return False
-        STATS.note("uploaded", f"{stage}/{key_hex[:12]}", moved)
+        STATS.note(event, f"{stage}/{key_hex[:12]}", moved)
         return True
 
     def _put_blobs(self, stage, key_hex, srcdir: Path, files: list[dict], show: bool = True) -> int:
