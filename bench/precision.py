@@ -57,9 +57,9 @@ def matmul_peak(n: int = 4096, reps: int = 5) -> dict:
     out = {"n": n, "numpy_fp32": best(lambda: a @ b)}
     # the bf16 rewrite is process-wide once a bf16 run switched it on (slim.precision): off here,
     # or the "fp32" matmul measured after a bf16 run is a bf16 one (seen: fp32 481 -> 775)
-    from slim.precision import REWRITE
+    from slim import precision
 
-    tf.config.optimizer.set_experimental_options({REWRITE: False})
+    precision.enable_for_eager("fp32")
     for dtype in ("float32", "bfloat16"):
         ta, tb = tf.constant(a, dtype=dtype), tf.constant(b, dtype=dtype)
         mm = tf.function(lambda x, y: tf.linalg.matmul(x, y))
