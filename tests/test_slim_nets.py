@@ -130,3 +130,62 @@ def test_own_nets_work_at_small_inputs():
     with tf.Graph().as_default():
         _, logits, _ = _build("mobilenet_v1_050", 3, size=64)
         assert logits.shape.as_list() == [None, 3]
+
+
+def _vgg_graph(module, name, size, squeeze=True):
+    """(graph, input, logits, end points, {variable: shape}, regularization-loss count)."""
+    import tensorflow as tf
+    import tf_slim
+
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        x = v1.placeholder(tf.float32, [None, size, size, 3])
+        with tf_slim.arg_scope(module.vgg_arg_scope(0.0005)):
+            logits, ends = getattr(module, name)(x, num_classes=1001, is_training=False,
+                                                 spatial_squeeze=squeeze)
+        shapes = {v.op.name: v.shape.as_list() for v in v1.global_variables()}
+        regs = len(v1.get_collection(v1.GraphKeys.REGULARIZATION_LOSSES))
+    return graph, x, logits, ends, shapes, regs
+
+
+@pytest.mark.parametrize("name", ["vgg_a", "vgg_16", "vgg_19"])
+def test_vgg_has_tf_slim_variables_and_end_points(name):
+    """Our VGG (fc6-fc8 as matmuls) keeps tf_slim's checkpoint layout and end point names."""
+    import slim.compat  # noqa: F401
+    import tf_slim.nets.vgg as theirs
+
+    import slim.nets.vgg as ours
+
+    _, _, _, ends_t, shapes_t, regs_t = _vgg_graph(theirs, name, 224)
+    graph, _, _, ends_o, shapes_o, regs_o = _vgg_graph(ours, name, 224)
+    assert shapes_o == shapes_t and sorted(ends_o) == sorted(ends_t) and regs_o == regs_t
+    kinds = [op.type for op in graph.get_operations()]
+    assert kinds.count("MatMul") == 3   # fc6, fc7, fc8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size,squeeze", [(224, True), (256, False)])
+def test_vgg_logits_equal_tf_slim_with_the_same_weights(size, squeeze):
+    """Same weights, same inputs: the matmul fc layers (224) and the fully convolutional
+    fallback (256: pool5 is 8x8, fc6 stays a 7x7 VALID conv) give tf_slim's logits."""
+    import slim.compat  # noqa: F401
+    import tensorflow as tf
+    import tf_slim.nets.vgg as theirs
+
+    import slim.nets.vgg as ours
+
+    v1 = tf.compat.v1
+    x = np.random.default_rng(0).uniform(-1, 1, (2, size, size, 3)).astype(np.float32)
+    graph_t, in_t, logits_t, *_ = _vgg_graph(theirs, "vgg_16", size, squeeze)
+    with graph_t.as_default(), v1.Session(graph=graph_t) as sess:
+        sess.run(v1.global_variables_initializer())
+        weights = {v.op.name: sess.run(v) for v in v1.global_variables()}
+        want = sess.run(logits_t, {in_t: x})
+    graph_o, in_o, logits_o, *_ = _vgg_graph(ours, "vgg_16", size, squeeze)
+    with graph_o.as_default(), v1.Session(graph=graph_o) as sess:
+        for v in v1.global_variables():
+            v.load(weights[v.op.name], sess)
+        got = sess.run(logits_o, {in_o: x})
+    assert got.shape == want.shape == ((2, 1001) if squeeze else (2, 2, 2, 1001))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

@@ -50,9 +50,9 @@ NETWORKS = {
     "mobilenet_v1_050": _own("mobilenet_v1", "mobilenet_v1_050", "mobilenet_v1_arg_scope", 224, "inception"),
     "mobilenet_v1_025": _own("mobilenet_v1", "mobilenet_v1_025", "mobilenet_v1_arg_scope", 224, "inception"),
     "overfeat": _tf("overfeat", "overfeat", "overfeat_arg_scope", 231, "vgg"),
-    "vgg_a": _tf("vgg", "vgg_a", "vgg_arg_scope", 224, "vgg"),
-    "vgg_16": _tf("vgg", "vgg_16", "vgg_arg_scope", 224, "vgg"),
-    "vgg_19": _tf("vgg", "vgg_19", "vgg_arg_scope", 224, "vgg"),
+    "vgg_a": _own("vgg", "vgg_a", "vgg_arg_scope", 224, "vgg", bn=0.0),
+    "vgg_16": _own("vgg", "vgg_16", "vgg_arg_scope", 224, "vgg", bn=0.0),
+    "vgg_19": _own("vgg", "vgg_19", "vgg_arg_scope", 224, "vgg", bn=0.0),
 }
 for _version in ("v1", "v2"):
     for _depth in (50, 101, 152, 200):
