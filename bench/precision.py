@@ -1,8 +1,9 @@
 """fp32 vs bf16 on this CPU, all in one run on the same seeded data (issue 14's targets):
 
   * training images/s of slim resnet_v1_50 and vgg_16 at fp32 and bf16 (the `doit train` step,
-    slim/throughput.py), each precision at its tuned batch (specs/tuned/<model>.yml, else
-    --batch; --same-batch: both at fp32's);
+    slim/throughput.py), each precision at its tuned batch and thread pools
+    (specs/tuned/<model>.yml, else --batch and TensorFlow's defaults; --same-batch: both at
+    fp32's batch);
   * the peer: tf-keras applications ResNet50 / VGG16, same batch, same random data, fp32;
   * TF-backend inference (slim.benchmark, SavedModel) at fp32 and bf16, batch --infer-batch,
     with the ONNX int8 figure (slim.convert, calibrated on seeded inputs) beside them;
@@ -209,7 +210,11 @@ def main(argv=None) -> int:
         row = {"batch": batch, "batches": batches,
                "batch_from": {c: "tuned" if tuned[c].get("batch_size") else "--batch" for c in tuned},
                "train_gflop_per_step": {c: 3 * f / 1e9 for c, f in fwds.items()}}
-        runs = {c: throughput.Step(model, "training", batches[c], c) for c in ("fp32", "bf16")}
+        # and its tuned thread pools (0: TensorFlow's default, all cores for both pools)
+        threads = {c: (int(tuned[c].get("intra_op_threads") or 0), int(tuned[c].get("inter_op_threads") or 0))
+                   for c in tuned}
+        row["threads"] = {c: {"intra": i, "inter": j} for c, (i, j) in threads.items()}
+        runs = {c: throughput.Step(model, "training", batches[c], c, *threads[c]) for c in ("fp32", "bf16")}
         times = {c: [] for c in runs}
         for i in range(a.warmup + a.steps):   # alternate fp32 and bf16 steps: drifting load hits both
             for c, step in runs.items():
@@ -226,7 +231,8 @@ def main(argv=None) -> int:
             gflops = 3 * fwds[compute] / got["seconds_per_step"] / 1e9
             row[compute] = {"images_per_sec": got["images_per_sec"], "gflops": gflops,
                             "of_peak": gflops / peak[f"peak_{compute}"]}
-            say(f"train {model} {compute} batch {batches[compute]}: {got['images_per_sec']:.2f} images/s, "
+            say(f"train {model} {compute} batch {batches[compute]} threads {threads[compute][0]}/{threads[compute][1]}: "
+                f"{got['images_per_sec']:.2f} images/s, "
                 f"{gflops:.0f} GFLOP/s = {row[compute]['of_peak']:.0%} of the {compute} matmul peak")
         row["bf16_over_fp32"] = row["bf16"]["images_per_sec"] / row["fp32"]["images_per_sec"]
         say(f"train {model}: bf16 / fp32 = {row['bf16_over_fp32']:.2f}x (target {TARGETS['bf16_over_fp32_training']}x)")
