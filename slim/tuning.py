@@ -5,7 +5,7 @@ sizes and thread settings, each point in a fresh process (OMP_NUM_THREADS and KM
 when set before TensorFlow loads), and keeps the fastest point per (precision, mode):
 
     model: resnet_v1_50
-    host: {cores: 2, bf16: true}
+    host: {cores: 2, bf16: true, machine: AMD EPYC x2 flags:6a93d771884c}
     settings:
       fp32:
         training: {batch_size: 8, intra_op_threads: 2, inter_op_threads: 1, OMP_NUM_THREADS: 2,
@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from zoobuild import atomic, paths
+from zoobuild import atomic, machine, paths
 from zoobuild.errors import UserError
 
 #: Intel's model-zoo defaults for the OpenMP runtime (recorded; stock TensorFlow's oneDNN uses
@@ -137,7 +137,9 @@ def sweep(model: str, precisions=("fp32",), modes=("training", "inference"), bat
             bar.advance(1, point=f"{p}/{mode}/b{batch}/t{t}", ips=round(ips, 2))
     for (p, mode), values in best.items():
         body["settings"].setdefault(p, {})[mode] = values
-    body["host"] = {"cores": os.cpu_count(), "bf16": _host_bf16()}
+    # which machine the figures are of (zoobuild/machine.py: CPU model, usable CPUs, flags digest):
+    # they hold for that kind of CPU; another machine re-runs the sweep
+    body["host"] = {"cores": os.cpu_count(), "bf16": _host_bf16(), "machine": machine.identity()}
     if write:
         write_file(model, body)
     return body
@@ -154,7 +156,8 @@ def _host_bf16() -> bool:
 def write_file(model: str, body: dict) -> Path:
     import yaml
 
-    head = (f"# Best-known parameters of {model}, measured by bench/tune.py on this host "
+    where = (body.get("host") or {}).get("machine") or "this host"
+    head = (f"# Best-known parameters of {model}, measured by bench/tune.py on {where} "
             "(do not edit: re-run the sweep).\n")
     path = tuned_path(model)
     path.parent.mkdir(parents=True, exist_ok=True)

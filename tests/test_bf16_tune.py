@@ -34,6 +34,9 @@ def test_sweep_writes_the_tuned_file(tmp_path):
         assert best["OMP_NUM_THREADS"] == best["intra_op_threads"] and best["KMP_BLOCKTIME"] == 1
         assert f"{MODEL} fp32 {mode}:" in res.stdout
     assert (tmp_path / "build" / "bench" / f"tune-{MODEL}.json").exists()
+    from zoobuild import machine
+
+    assert body["host"]["machine"] == machine.identity()   # the figures say which machine
 
 
 def _tuned_file(tmp_path, monkeypatch):
