@@ -281,9 +281,9 @@ def test_explicit_values_beat_the_recipe(monkeypatch):
 
     assert not tuning.settings("inception_v3") and "inception_v3" not in recipes.RECIPES
     _cmdline(monkeypatch, model="inception_v3")
-    vgg = tt.train_params("inception_v3")
+    params = tt.train_params("inception_v3")
     table = defaults()
-    assert {k: vgg[k] for k in ("steps", "batch_size", "optimizer", "learning_rate",
+    assert {k: params[k] for k in ("steps", "batch_size", "optimizer", "learning_rate",
                                 "train_image_size")} == \
         {k: table[k] for k in ("steps", "batch_size", "optimizer", "learning_rate",
                                "train_image_size")}

@@ -22,20 +22,20 @@ DEPTHS = (64, 128, 256, 512, 512)
 
 @slim.add_arg_scope
 def dense_conv(inputs, num_outputs, kernel_size, activation_fn=tf.nn.relu,
-               weights_initializer=None, weights_regularizer=None,
+               weights_initializer=slim.xavier_initializer(), weights_regularizer=None,
                biases_initializer=tf.compat.v1.zeros_initializer(), outputs_collections=None,
-               trainable=True, scope=None, **_conv_only):
+               trainable=True, scope=None):
     """A VALID convolution whose kernel covers its whole input map, run as a matmul.
 
     Creates `weights` [kh, kw, in, out] and `biases` [out] under ``scope`` as slim.conv2d
-    does and returns [N, 1, 1, out].  When the input map is not kernel-sized it is
-    slim.conv2d with VALID padding (its other arguments, like padding, are ignored here)."""
+    does (same defaults) and returns [N, 1, 1, out].  When the input map is not kernel-sized
+    it is slim.conv2d with VALID padding."""
     kh, kw = kernel_size
     _, height, width, depth = inputs.shape.as_list()
     if (height, width) != (kh, kw):
         return slim.conv2d(inputs, num_outputs, [kh, kw], padding="VALID",
                            activation_fn=activation_fn,
-                           weights_initializer=weights_initializer or slim.xavier_initializer(),
+                           weights_initializer=weights_initializer,
                            weights_regularizer=weights_regularizer,
                            biases_initializer=biases_initializer,
                            outputs_collections=outputs_collections, trainable=trainable,
@@ -43,7 +43,7 @@ def dense_conv(inputs, num_outputs, kernel_size, activation_fn=tf.nn.relu,
     with tf.compat.v1.variable_scope(scope, "Conv", [inputs]) as sc:
         weights = slim.model_variable(
             "weights", shape=[kh, kw, depth, num_outputs],
-            initializer=weights_initializer or slim.xavier_initializer(),
+            initializer=weights_initializer,
             regularizer=weights_regularizer, trainable=trainable)
         flat = tf.reshape(inputs, [-1, kh * kw * depth])
         net = tf.linalg.matmul(flat, tf.reshape(weights, [kh * kw * depth, num_outputs]))
