@@ -149,8 +149,10 @@ def dataset(dataset_dir, split: str, batch_size: int, preprocess_fn=None, image_
     # one state, and parallel calls would take their numbers in a racy order.
     from tensorflow.python.framework import config as tf_config
 
-    parallel = None if tf_config.is_op_determinism_enabled() else tf.data.AUTOTUNE
-    ds = ds.map(prepare, num_parallel_calls=parallel, deterministic=deterministic)
+    if tf_config.is_op_determinism_enabled():
+        ds = ds.map(prepare)
+    else:
+        ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     if drop_remainder is None:
         drop_remainder = is_training
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)

@@ -221,11 +221,6 @@ def build_train_graph(cfg, dataset_dir, num_replicas=1, ps_tasks=0, worker_devic
         total_loss = v1.losses.get_total_loss(name="total_loss")
         accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), labels), tf.float32))
 
-        if cfg["moving_average_decay"]:
-            ema = v1.train.ExponentialMovingAverage(cfg["moving_average_decay"], global_step)
-            v1.add_to_collection(v1.GraphKeys.UPDATE_OPS,
-                                 ema.apply(tf_slim.get_model_variables()))
-
         learning_rate = optimizers.configure_learning_rate(cfg, num_samples, global_step,
                                                            replicas=num_replicas)
         optimizer = optimizers.configure_optimizer(cfg, learning_rate)
@@ -238,6 +233,17 @@ def build_train_graph(cfg, dataset_dir, num_replicas=1, ps_tasks=0, worker_devic
         train_op = tf_slim.learning.create_train_op(
             total_loss, optimizer, global_step=global_step,
             variables_to_train=variables_to_train(cfg))
+        if cfg["moving_average_decay"]:
+            # The averages run after the whole step (slim's train_image_classifier puts them
+            # among the update ops, unordered against the optimizer's and batch norm's
+            # assignments to the same variables: each average read its variable before or
+            # after that step's update as the threads happened to run, and two deterministic
+            # runs wrote different checkpoints).  After the step, they read its results.
+            ema = v1.train.ExponentialMovingAverage(cfg["moving_average_decay"], global_step)
+            with v1.control_dependencies([train_op]):
+                averages = ema.apply(tf_slim.get_model_variables())
+            with v1.control_dependencies([averages]):
+                train_op = tf.identity(train_op)
 
     v1.summary.scalar("losses/total_loss", total_loss)
     v1.summary.scalar("learning_rate", learning_rate)

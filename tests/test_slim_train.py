@@ -290,6 +290,43 @@ def test_explicit_values_beat_the_recipe(monkeypatch):
     assert recipes.resolve({"model": "mobilenet_v1_025", "steps": 7})["steps"] == 7
 
 
+def test_moving_averages_read_the_variables_after_the_step(dataset_dir):
+    """moving_average_decay averages the model variables, which the optimizer and batch norm
+    assign in the same step: the averages must run after every such assignment, or their order
+    is a thread race (it made two deterministic runs write different checkpoints, now and then)."""
+    import tensorflow as tf
+    from slim import train
+
+    v1 = tf.compat.v1
+
+    def ancestors(op):
+        seen, todo = set(), [op]
+        while todo:
+            cur = todo.pop()
+            for parent in [t.op for t in cur.inputs] + list(cur.control_inputs):
+                if parent not in seen:
+                    seen.add(parent)
+                    todo.append(parent)
+        return seen
+
+    cfg = train.resolve({**SMALL, "moving_average_decay": 0.99})
+    with train.op_determinism(True), tf.Graph().as_default() as graph:
+        g = train.build_train_graph(cfg, dataset_dir)
+        step = ancestors(g["train_op"].op)
+        averages = [op for op in graph.get_operations() if op.type == "AssignSubVariableOp"
+                    and "ExponentialMovingAverage" in op.name]
+        writes = [op for op in step if op.type.startswith(("ResourceApply", "AssignSubVariableOp",
+                                                              "AssignAddVariableOp", "AssignVariableOp"))
+                  and "ExponentialMovingAverage" not in op.name]
+        assert len(averages) == len(v1.get_collection(v1.GraphKeys.MODEL_VARIABLES)) and writes
+        assert any(op.type.startswith("ResourceApply") for op in writes)
+        assert any("BatchNorm" in op.name for op in v1.get_collection(v1.GraphKeys.UPDATE_OPS))
+        for avg in averages:
+            assert avg in step                        # the step runs them
+            before = ancestors(avg)
+            assert [w.name for w in writes if w not in before] == [], avg.name
+
+
 @pytest.mark.slow
 def test_deterministic_runs_give_identical_checkpoints(dataset_dir, tmp_path):
     """Two runs of one configuration (one key) write byte-identical checkpoint data; without
