@@ -64,6 +64,19 @@ def settings(model: str, precision: str = "fp32", mode: str = "training") -> dic
     return dict(((load(model).get("settings") or {}).get(precision) or {}).get(mode) or {})
 
 
+def elsewhere(model: str, precision: str = "fp32", mode: str = "training") -> str | None:
+    """One line when (model, precision, mode) has tuned settings measured on another kind of
+    machine than this one (they still apply: a starting point, as the zoos' published
+    settings are off their own platforms); None when they are this machine's, or none."""
+    body = load(model)
+    there = (body.get("host") or {}).get("machine")
+    here = machine.identity()
+    if not there or there == here or not settings(model, precision, mode):
+        return None
+    return (f"{tuned_path(model).name}: the tuned {precision} {mode} settings were measured on "
+            f"{there}, this is {here}; `python bench/tune.py --model {model} --precisions {precision}` re-measures them here")
+
+
 def pick(model: str, precision: str, mode: str, given: dict) -> dict:
     """Settings to use: the tuned ones, with every value the user gave (``given``: name ->
     value, only for names set on the command line) winning."""

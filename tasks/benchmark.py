@@ -127,6 +127,11 @@ def _benchmark(model: str, out: str, key: keys.Key, cfg: dict, runner: str) -> N
     made = []
 
     def build(tmp):
+        from slim import tuning
+
+        line = None if BENCH_BATCH.given() else tuning.elsewhere(model, cfg["precision"], "inference")
+        if line:
+            print(f"benchmark {model}: {line}")
         made.append(benchmark.RUNNERS[runner](bc, tmp, image=_bench_image(model) if runner == "docker" else None))
 
     if produce("benchmark", key, Path(out), build, cache=shared_cache()) == "fetched":

@@ -213,6 +213,11 @@ def _train(model, job, key, runner, cluster):
     outdir = Path(job["train_dir"])
 
     def build(into):
+        from slim import tuning
+
+        line = tuning.elsewhere(model, job["cfg"]["compute"], "training")
+        if line:
+            print(f"train {model}: {line}")
         if not (into / "checkpoint").exists():
             print(f"train {model}: new run in {into}")
         else:

@@ -86,6 +86,26 @@ def test_benchmark_uses_the_tuned_inference_batch_unless_given(tmp_path, monkeyp
     assert tp.bench_config("vgg_16")["batch_size"] == tp.BENCH_BATCH.default
 
 
+def test_settings_of_another_machine_say_so_in_one_line(tmp_path, monkeypatch):
+    """Tuned values still apply on another kind of machine (a starting point), and train and
+    benchmark say in one line whose figures they are and how to re-measure them here."""
+    from slim import tuning
+    from zoobuild import machine
+
+    _tuned_file(tmp_path, monkeypatch)
+    assert tuning.elsewhere("vgg_16") is None                   # no machine recorded
+    body = tuning.load("vgg_16")
+    tuning.write_file("vgg_16", {**body, "host": {"machine": machine.identity()}})
+    assert tuning.elsewhere("vgg_16") is None                   # this machine's own figures
+    tuning.write_file("vgg_16", {**body, "host": {"machine": "Other CPU x64 flags:0123456789ab"}})
+    line = tuning.elsewhere("vgg_16", "bf16", "training")
+    assert "\n" not in line and "measured on Other CPU x64" in line and machine.identity() in line
+    assert "bench/tune.py --model vgg_16 --precisions bf16" in line
+    assert tuning.elsewhere("vgg_16", "bf16", "inference") is None   # no such settings
+    assert tuning.elsewhere("inception_v3") is None                   # no file
+    assert tuning.settings("vgg_16")["batch_size"] == 24              # still applied
+
+
 def test_a_bad_tuned_file_is_one_line(tmp_path, monkeypatch):
     from slim import tuning
     from zoobuild.errors import UserError
