@@ -51,13 +51,16 @@ def fake_engine(monkeypatch):
 def test_docker_runner_runs_slim_cli_in_the_model_image_as_caller(fake_engine, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    work = paths.BUILD / "train" / "vgg_16" / "testrunner"
+    work = paths.BUILD / "train" / "vgg_16" / "testrunner"     # under the build dir it mounts
+    made = [d for d in (work.parent.parent, work.parent) if not d.exists()]
     job = {"cfg": {"model": "vgg_16"}, "dataset_dir": str(data), "train_dir": str(work)}
     try:
         runners.run("docker", "train", job, work, image="zoobuild/vgg_16:latest")
     finally:
         import shutil
         shutil.rmtree(work, ignore_errors=True)
+        for d in reversed(made):                   # and leave no empty directories behind
+            d.rmdir()
     (image, command, kw), = fake_engine.calls
     assert image == "zoobuild/vgg_16:latest"
     assert command[:4] == ["python3", "-m", "slim.cli", "train"]
