@@ -284,6 +284,8 @@ def train(cfg, dataset_dir, train_dir, cluster=None, job_name="worker", task_ind
         return _finish(cfg, train_dir, None, None, 0.0, is_chief)
 
     history = train_dir / (f"history-{job_name}{task_index}.jsonl" if cluster else "history.jsonl")
+    if done is not None:
+        _drop_history_after(history, done)
     what = f"train {cfg['model']}" + (f" worker {task_index}" if cluster else "")
     with op_determinism(cfg["deterministic"]), tf.Graph().as_default(), \
             contextlib.ExitStack() as stack:
@@ -331,6 +333,23 @@ def train(cfg, dataset_dir, train_dir, cluster=None, job_name="worker", task_ind
         echo(f"train {cfg['model']}: step {summary['global_step']}, loss "
              f"{summary['final_loss']:.4f}, {elapsed:.1f} s")
     return summary
+
+
+def _drop_history_after(history, step):
+    """Resuming from the checkpoint of ``step``: the killed run's records from that step on are
+    of steps this run trains again (and logs again), so they go."""
+    if not history.exists():
+        return
+    def before(line):
+        try:
+            return json.loads(line)["step"] < step
+        except (ValueError, KeyError, TypeError):   # a line the kill cut short
+            return False
+
+    lines = history.read_text().splitlines()
+    keep = [line for line in lines if before(line)]
+    if len(keep) != len(lines):
+        atomic.write_text(history, "".join(line + "\n" for line in keep))
 
 
 def _checkpoint_step(train_dir):

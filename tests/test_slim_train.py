@@ -172,6 +172,8 @@ def test_killed_run_resumes_from_last_checkpoint(dataset_dir, build_dir):
     assert summary["steps_this_run"] <= 120 - saved_at
     assert (tdir / ".complete.json").exists()
     assert read_history(tdir)[-1]["step"] > saved_at
+    steps = [r["step"] for r in read_history(tdir)]
+    assert steps == sorted(set(steps))            # the redone steps are not logged twice
 
 
 def test_bad_input_is_one_line(dataset_dir, build_dir, tmp_path):
