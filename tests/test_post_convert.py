@@ -338,18 +338,18 @@ def test_without_validation_shards_the_gate_falls_back_to_seeded_inputs_and_says
 
 
 @pytest.mark.slow
-def test_same_export_three_times_same_verdict_and_figures(labelled, tmp_path):
+def test_same_export_twice_same_verdict_and_figures(labelled, tmp_path):
     """Each step in its own process, as for a large model (isolate=True).  The files' bytes
     may differ (tf2onnx names nodes after the traced function, whose name differs per
     process); every verdict and figure must not."""
     export, data, _, _ = labelled
     reports = [convert.convert(export, tmp_path / f"c{i}", batch_size=4, data_dir=str(data), isolate=True,
-                               **QUIET) for i in range(3)]
+                               **QUIET) for i in range(2)]
 
     def figures(report):
         return {p: {k: v for k, v in r.items() if k not in ("file", "sha256")} for p, r in report["results"].items()}
     assert reports[0]["passed"] == ["fp16", "fp32", "int8"]
-    assert figures(reports[0]) == figures(reports[1]) == figures(reports[2])
+    assert figures(reports[0]) == figures(reports[1])
     assert reports[0]["gate"]["data"] == "tfrecords"
 
 
