@@ -11,8 +11,9 @@ when set before TensorFlow loads), and keeps the fastest point per (precision, m
         training: {batch_size: 8, intra_op_threads: 2, inter_op_threads: 1, OMP_NUM_THREADS: 2,
                    KMP_AFFINITY: granularity=fine,compact,1,0, KMP_BLOCKTIME: 1, images_per_sec: 7.7}
 
-`doit train` and `doit benchmark` take these values for every setting the user did not give
-on the command line (`pick`); the published manifest and the catalog show them.
+`doit train` takes the batch size and the thread pools, `doit benchmark` the batch size
+(``APPLIED``), for every one the user did not give (`apply`); the published manifest and the
+catalog show them all.
 ZOOBUILD_TUNED_DIR moves the directory (tests).
 """
 from __future__ import annotations
@@ -32,7 +33,8 @@ from zoobuild.errors import UserError
 KMP_AFFINITY = "granularity=fine,compact,1,0"
 KMP_BLOCKTIME = 1
 ENV_KEYS = ("OMP_NUM_THREADS", "KMP_AFFINITY", "KMP_BLOCKTIME")
-SETTING_KEYS = ("batch_size", "intra_op_threads", "inter_op_threads") + ENV_KEYS
+#: the settings train (training) and benchmark (inference) take from the file
+APPLIED = {"training": ("batch_size", "intra_op_threads", "inter_op_threads"), "inference": ("batch_size",)}
 
 
 def tuned_dir() -> Path:
@@ -64,32 +66,25 @@ def settings(model: str, precision: str = "fp32", mode: str = "training") -> dic
     return dict(((load(model).get("settings") or {}).get(precision) or {}).get(mode) or {})
 
 
-def elsewhere(model: str, precision: str = "fp32", mode: str = "training") -> str | None:
+def elsewhere(model: str, precision: str = "fp32", mode: str = "training", given=()) -> str | None:
     """One line when (model, precision, mode) has tuned settings measured on another kind of
     machine than this one (they still apply: a starting point, as the zoos' published
-    settings are off their own platforms); None when they are this machine's, or none."""
+    settings are off their own platforms); None when they are this machine's, or none, or
+    when the user gave (``given``: names) every setting the mode would take from them."""
     body = load(model)
     there = (body.get("host") or {}).get("machine")
     here = machine.identity()
-    if not there or there == here or not settings(model, precision, mode):
+    if not there or there == here or not settings(model, precision, mode) or set(APPLIED[mode]) <= set(given):
         return None
     return (f"{tuned_path(model).name}: the tuned {precision} {mode} settings were measured on "
             f"{there}, this is {here}; `python bench/tune.py --model {model} --precisions {precision}` re-measures them here")
 
 
-def pick(model: str, precision: str, mode: str, given: dict) -> dict:
-    """Settings to use: the tuned ones, with every value the user gave (``given``: name ->
-    value, only for names set on the command line) winning."""
-    tuned = {k: v for k, v in settings(model, precision, mode).items() if k in SETTING_KEYS}
-    return {**tuned, **given}
-
-
-def apply(model: str, params: dict, given: set, mode: str = "training",
-          names=("batch_size", "intra_op_threads", "inter_op_threads")) -> dict:
-    """``params`` with the tuned value of each of ``names`` the user did not give (``given``:
-    the names set on the command line), for the params' compute precision."""
+def apply(model: str, params: dict, given: set, mode: str = "training") -> dict:
+    """``params`` with the tuned value of each of the mode's settings (``APPLIED``) the user did
+    not give (``given``: the names set on the command line), for the params' compute precision."""
     tuned = settings(model, params.get("compute", "fp32"), mode)
-    return {**params, **{n: tuned[n] for n in names if n in tuned and n not in given}}
+    return {**params, **{n: tuned[n] for n in APPLIED[mode] if n in tuned and n not in given}}
 
 
 def thread_env(values: dict) -> dict:

@@ -129,7 +129,8 @@ def _benchmark(model: str, out: str, key: keys.Key, cfg: dict, runner: str) -> N
     def build(tmp):
         from slim import tuning
 
-        line = None if BENCH_BATCH.given() else tuning.elsewhere(model, cfg["precision"], "inference")
+        line = tuning.elsewhere(model, cfg["precision"], "inference",
+                                given={"batch_size"} if BENCH_BATCH.given() else ())
         if line:
             print(f"benchmark {model}: {line}")
         made.append(benchmark.RUNNERS[runner](bc, tmp, image=_bench_image(model) if runner == "docker" else None))

@@ -81,7 +81,12 @@ def train_params(model: str) -> dict:
     from slim import tuning
     given = {n: v.get() for n, v in OPTIONS.items() if v.given()}
     params = recipes.resolve({"model": model, **given})
-    return tuning.apply(model, params, set(given) | set(recipes.recipe(model)))
+    return tuning.apply(model, params, _fixed(model))
+
+
+def _fixed(model: str) -> set:
+    """Option names the command line or the model's recipe set (the tuned file does not)."""
+    return {n for n, v in OPTIONS.items() if v.given()} | set(recipes.recipe(model))
 
 
 def _keyed(params: dict) -> dict:
@@ -215,7 +220,7 @@ def _train(model, job, key, runner, cluster):
     def build(into):
         from slim import tuning
 
-        line = tuning.elsewhere(model, job["cfg"]["compute"], "training")
+        line = tuning.elsewhere(model, job["cfg"]["compute"], "training", given=_fixed(model))
         if line:
             print(f"train {model}: {line}")
         if not (into / "checkpoint").exists():

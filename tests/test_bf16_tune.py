@@ -102,6 +102,9 @@ def test_settings_of_another_machine_say_so_in_one_line(tmp_path, monkeypatch):
     line = tuning.elsewhere("vgg_16", "bf16", "training")
     assert "\n" not in line and "measured on Other CPU x64" in line and machine.identity() in line
     assert "bench/tune.py --model vgg_16 --precisions bf16" in line
+    assert tuning.elsewhere("vgg_16", "bf16", "training",           # nothing left to take
+                            given={"batch_size", "intra_op_threads", "inter_op_threads"}) is None
+    assert tuning.elsewhere("vgg_16", "bf16", "training", given={"batch_size"}) == line
     assert tuning.elsewhere("vgg_16", "bf16", "inference") is None   # no such settings
     assert tuning.elsewhere("inception_v3") is None                   # no file
     assert tuning.settings("vgg_16")["batch_size"] == 24              # still applied
