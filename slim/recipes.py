@@ -27,7 +27,8 @@ DEFAULT_MODEL = "mobilenet_v1_025"
 # lr 0.03, derived batch-norm decay 0.99: the last weights evaluated at top-1 0.89-0.986
 # over five data orders; evaluating slim's moving average of the weights (decay 0.99)
 # instead gave 0.928-0.996 over eight (serial and parallel augmentation); with the averages
-# ordered after the step (slim/train.py), 0.938-0.994 over four.  600 steps reached only
+# ordered after the step (slim/train.py), 0.938-0.994 over four (0.928 with AVX-512 kernels,
+# auto shards, where AVX2 gave 0.990).  600 steps reached only
 # 0.64-0.81.
 RECIPES: dict[str, dict] = {
     "mobilenet_v1_025": {"train_image_size": 64, "steps": 1000, "batch_size": 16,
