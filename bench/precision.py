@@ -145,8 +145,8 @@ def saved_model(model: str, out: Path) -> Path:
 
 def infer(model_path: Path, backend: str, precision: str, batch: int, seconds: float) -> float:
     """Offline throughput (images/s) of slim.benchmark on the model, seeded synthetic inputs, in
-    a fresh process as `doit benchmark` runs it: in this one, after the training graphs and the
-    other precision, TF bf16 inference measured 37.8 images/s against 43-45 alone."""
+    a fresh process as `doit benchmark` runs it: in this one, after the training graphs, TF bf16
+    ran 37.0 and 37.8 images/s in both rounds; fresh processes 42-45 in five tries of six."""
     import subprocess
 
     from slim.benchmark import config

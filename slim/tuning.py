@@ -74,7 +74,9 @@ def elsewhere(model: str, precision: str = "fp32", mode: str = "training", given
     body = load(model)
     there = (body.get("host") or {}).get("machine")
     here = machine.identity()
-    if not there or there == here or not settings(model, precision, mode) or set(APPLIED[mode]) <= set(given):
+    if not there or there == here or not settings(model, precision, mode):
+        return None
+    if set(APPLIED[mode]) <= set(given):      # the file gives this run nothing
         return None
     return (f"{tuned_path(model).name}: the tuned {precision} {mode} settings were measured on "
             f"{there}, this is {here}; `python bench/tune.py --model {model} --precisions {precision}` re-measures them here")
