@@ -277,10 +277,6 @@ def is_current(p: Plan) -> bool:
             and (wheelhouse_dir() / wheel.name).is_file())
 
 
-def _write_json_atomic(path: Path, body: dict) -> None:
-    atomic.write_text(path, json.dumps(body, indent=1, sort_keys=True) + "\n")
-
-
 def select(p: Plan, log=print) -> dict:
     """Copy the finished wheel into the wheelhouse and record it in build/wheels/selected.json."""
     wheel = finished_wheel(p)
@@ -298,7 +294,7 @@ def select(p: Plan, log=print) -> dict:
             "label": p.target.label, "tags": info["tags"], "requirement": info["requirement"],
             "required_isa": sorted(p.target.required), "sha256": info["sha256"],
             "recipe": p.recipe.name, "key": p.key.hex, "kind": "compiled"}
-    _write_json_atomic(selected_path(), body)
+    atomic.write_json(selected_path(), body)
     log(f"selected {wheel.name} (target {p.target.name}) -> {selected_path()}")
     return body
 
